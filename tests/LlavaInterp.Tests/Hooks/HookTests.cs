@@ -237,4 +237,25 @@ public sealed class HookTests
         model.call(new TinyInput(x)).Dispose();
         Assert.Equal(1, calls);
     }
+
+    [Fact]
+    public void CacheSavesToSafetensorsByHookName()
+    {
+        using var model = new TinyResidualModel(8, 2);
+        using var x = Input();
+        using var dir = new TempDir();
+        var (output, cache) = model.RunWithCache(new TinyInput(x));
+        using (output)
+        using (cache)
+        {
+            cache.Save(dir.File("cache.safetensors"));
+            using var file = LlavaInterp.TensorFiles.SafetensorsFile.Open(dir.File("cache.safetensors"));
+            Assert.Equal(cache.Names.OrderBy(n => n, StringComparer.Ordinal), file.Names);
+            foreach (var name in cache.Names)
+            {
+                using var loaded = file.Load(name);
+                TensorAssert.Close(cache[name], loaded, 0, 0, name);
+            }
+        }
+    }
 }
