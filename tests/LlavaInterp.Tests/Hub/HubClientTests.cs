@@ -447,6 +447,21 @@ public sealed class HubClientTests : IDisposable
         await Assert.ThrowsAsync<HubOfflineException>(() => offline.SnapshotAsync(Repo, ["model.safetensors"]));
     }
 
+    [Theory]
+    [InlineData("[!t]*_config.json", "generation_config.json,preprocessor_config.json,processor_config.json")]
+    [InlineData("*token?_*", "special_tokens_map.json")]
+    [InlineData("tokenizer.*", "tokenizer.model")]
+    [InlineData("model.safetensors", "model.safetensors")]
+    public async Task Snapshot_GlobsMatchLikeFnmatch(string pattern, string expected)
+    {
+        using var server = ModelServer();
+        using var client = Client(server);
+
+        string folder = await client.SnapshotAsync(Repo, [pattern]);
+
+        Assert.Equal(expected.Split(','), Directory.GetFiles(folder).Select(f => Path.GetFileName(f)!).Order(StringComparer.Ordinal));
+    }
+
     [Fact]
     public async Task MalformedShardIndex_IsTensorFileException()
     {
