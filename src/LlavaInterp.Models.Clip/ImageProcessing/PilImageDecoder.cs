@@ -111,6 +111,15 @@ public static class PilImageDecoder
             }
 
             stream.Position = start;
+            if (identified.Name == PngFormat.Instance.Name && info.Metadata.GetPngMetadata().ColorType == PngColorType.Palette)
+            {
+                var copy = new MemoryStream();
+                stream.CopyTo(copy);
+                byte[]? padded = PngPalettePadding.PadIfShort(copy.ToArray());
+                stream = padded is null ? copy : new MemoryStream(padded);
+                stream.Position = 0;
+            }
+
             using Image image = Image.Load(DecoderConfiguration, stream, out IImageFormat format);
             return Convert(image, format.Name);
         }
