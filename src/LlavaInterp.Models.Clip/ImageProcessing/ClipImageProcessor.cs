@@ -20,7 +20,7 @@ public sealed class ClipImageProcessor
 
     /// <summary>Creates a processor; the configuration is validated.</summary>
     /// <param name="config">The settings.</param>
-    /// <exception cref="ImageProcessingException">A setting is unusable.</exception>
+    /// <exception cref="ClipImageException">A setting is unusable.</exception>
     public ClipImageProcessor(ClipImageProcessorConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -38,13 +38,13 @@ public sealed class ClipImageProcessor
     /// <summary>Loads <c>preprocessor_config.json</c>.</summary>
     /// <param name="preprocessorConfigPath">The JSON file.</param>
     /// <returns>The processor.</returns>
-    /// <exception cref="ImageProcessingException">The file is missing, invalid, or holds an unusable setting.</exception>
+    /// <exception cref="ClipImageException">The file is missing, invalid, or holds an unusable setting.</exception>
     public static ClipImageProcessor FromFile(string preprocessorConfigPath) => new(ClipImageProcessorConfig.FromFile(preprocessorConfigPath));
 
     /// <summary>Loads <c>preprocessor_config.json</c> from a model folder.</summary>
     /// <param name="modelDirectory">A Hugging Face model folder.</param>
     /// <returns>The processor.</returns>
-    /// <exception cref="ImageProcessingException">The file is missing, invalid, or holds an unusable setting.</exception>
+    /// <exception cref="ClipImageException">The file is missing, invalid, or holds an unusable setting.</exception>
     public static ClipImageProcessor FromDirectory(string modelDirectory)
     {
         ArgumentNullException.ThrowIfNull(modelDirectory);
@@ -54,14 +54,14 @@ public sealed class ClipImageProcessor
     /// <summary>Decodes an image file to RGB as <c>PIL.Image.open(path)</c> then <c>convert("RGB")</c>.</summary>
     /// <param name="path">The image file.</param>
     /// <returns>The RGB image.</returns>
-    /// <exception cref="ImageProcessingException">The file is missing, undecodable, or not RGB while <c>do_convert_rgb</c> is false.</exception>
+    /// <exception cref="ClipImageException">The file is missing, undecodable, or not RGB while <c>do_convert_rgb</c> is false.</exception>
     public RgbImage Decode(string path) => ToRgb(PilImageDecoder.Decode(path), path);
 
     /// <summary>Decodes an image stream to RGB as <c>PIL.Image.open</c> then <c>convert("RGB")</c>.</summary>
     /// <param name="stream">The encoded image.</param>
     /// <param name="sourceName">A name for error messages, or null.</param>
     /// <returns>The RGB image.</returns>
-    /// <exception cref="ImageProcessingException">The bytes are undecodable, or not RGB while <c>do_convert_rgb</c> is false.</exception>
+    /// <exception cref="ClipImageException">The bytes are undecodable, or not RGB while <c>do_convert_rgb</c> is false.</exception>
     public RgbImage Decode(Stream stream, string? sourceName = null) => ToRgb(PilImageDecoder.Decode(stream, sourceName), sourceName);
 
     /// <summary>
@@ -113,14 +113,14 @@ public sealed class ClipImageProcessor
     /// <summary>Resizes per <c>size</c> and <c>resample</c> (HF <c>CLIPImageProcessor.resize</c>).</summary>
     /// <param name="image">The RGB image.</param>
     /// <returns>The resized image.</returns>
-    /// <exception cref="ImageProcessingException">The computed size is empty (an extreme aspect ratio).</exception>
+    /// <exception cref="ClipImageException">The computed size is empty (an extreme aspect ratio).</exception>
     public RgbImage Resize(RgbImage image)
     {
         ArgumentNullException.ThrowIfNull(image);
         (int h, int w) = GetResizeOutputSize(image.Height, image.Width);
         if (h < 1 || w < 1)
         {
-            throw new ImageProcessingException(null, $"resizing a {image.Width}x{image.Height} image gives an empty {w}x{h} image");
+            throw new ClipImageException(null, $"resizing a {image.Width}x{image.Height} image gives an empty {w}x{h} image");
         }
 
         return PillowResampler.Resize(image, w, h, Config.Resample);
@@ -240,9 +240,9 @@ public sealed class ClipImageProcessor
             {
                 current = Resize(current);
             }
-            catch (ImageProcessingException ex) when (ex.FilePath is null && sourcePath is not null)
+            catch (ClipImageException ex) when (ex.FilePath is null && sourcePath is not null)
             {
-                throw new ImageProcessingException(sourcePath, ex.Message, ex);
+                throw new ClipImageException(sourcePath, ex.Message, ex);
             }
         }
 
@@ -257,7 +257,7 @@ public sealed class ClipImageProcessor
     /// <summary>Decodes and processes one image file.</summary>
     /// <param name="path">The image file.</param>
     /// <returns>The processed image.</returns>
-    /// <exception cref="ImageProcessingException">The file is missing or undecodable.</exception>
+    /// <exception cref="ClipImageException">The file is missing or undecodable.</exception>
     public ProcessedImage Process(string path) => Process(Decode(path), path);
 
     /// <summary>
@@ -267,7 +267,7 @@ public sealed class ClipImageProcessor
     /// <param name="paths">At least one image file.</param>
     /// <param name="cancellationToken">Checked between images.</param>
     /// <returns>The batch.</returns>
-    /// <exception cref="ImageProcessingException">A file is missing or undecodable, or the processed sizes differ.</exception>
+    /// <exception cref="ClipImageException">A file is missing or undecodable, or the processed sizes differ.</exception>
     public torch.Tensor Preprocess(IReadOnlyList<string> paths, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(paths);
@@ -285,7 +285,7 @@ public sealed class ClipImageProcessor
     /// <param name="images">At least one image.</param>
     /// <param name="cancellationToken">Checked between images.</param>
     /// <returns>The batch.</returns>
-    /// <exception cref="ImageProcessingException">The processed sizes differ.</exception>
+    /// <exception cref="ClipImageException">The processed sizes differ.</exception>
     public torch.Tensor Preprocess(IReadOnlyList<RgbImage> images, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(images);
@@ -319,7 +319,7 @@ public sealed class ClipImageProcessor
         if (!Config.DoConvertRgb && decoded.Mode != PilImageMode.Rgb)
         {
             // HF skips convert_to_rgb and then cannot infer a channel axis for 1-, 2- or 4-band arrays.
-            throw new ImageProcessingException(name, $"image is mode {decoded.Mode} and do_convert_rgb is false: only RGB images can be processed without conversion");
+            throw new ClipImageException(name, $"image is mode {decoded.Mode} and do_convert_rgb is false: only RGB images can be processed without conversion");
         }
 
         return decoded.ToRgb();

@@ -104,7 +104,7 @@ public sealed record ClipImageProcessorConfig
     /// <summary>Reads and validates <c>preprocessor_config.json</c>.</summary>
     /// <param name="path">The JSON file.</param>
     /// <returns>The bound configuration.</returns>
-    /// <exception cref="ImageProcessingException">The file is missing, is not valid JSON, or holds an unusable setting.</exception>
+    /// <exception cref="ClipImageException">The file is missing, is not valid JSON, or holds an unusable setting.</exception>
     public static ClipImageProcessorConfig FromFile(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -115,7 +115,7 @@ public sealed record ClipImageProcessorConfig
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            throw new ImageProcessingException(path, $"cannot read preprocessor config: {ex.Message}", ex);
+            throw new ClipImageException(path, $"cannot read preprocessor config: {ex.Message}", ex);
         }
 
         return FromJson(json, path);
@@ -125,7 +125,7 @@ public sealed record ClipImageProcessorConfig
     /// <param name="json">The JSON text.</param>
     /// <param name="sourceName">A name for error messages (the file path), or null.</param>
     /// <returns>The bound configuration.</returns>
-    /// <exception cref="ImageProcessingException">The text is not valid JSON or holds an unusable setting.</exception>
+    /// <exception cref="ClipImageException">The text is not valid JSON or holds an unusable setting.</exception>
     public static ClipImageProcessorConfig FromJson(string json, string? sourceName = null)
     {
         ArgumentNullException.ThrowIfNull(json);
@@ -137,12 +137,12 @@ public sealed record ClipImageProcessorConfig
         catch (JsonException ex)
         {
             string where = ex.Path is null ? string.Empty : $" at {ex.Path}";
-            throw new ImageProcessingException(sourceName, $"invalid preprocessor config{where}: {ex.Message}", ex);
+            throw new ClipImageException(sourceName, $"invalid preprocessor config{where}: {ex.Message}", ex);
         }
 
         if (config is null)
         {
-            throw new ImageProcessingException(sourceName, "preprocessor config is JSON null");
+            throw new ClipImageException(sourceName, "preprocessor config is JSON null");
         }
 
         if (config.UseSquareSize && config.Size.ShortestEdge is int edge)
@@ -159,24 +159,24 @@ public sealed record ClipImageProcessorConfig
     /// them, plus what this port does not implement.
     /// </summary>
     /// <param name="sourceName">A name for error messages (the file path), or null.</param>
-    /// <exception cref="ImageProcessingException">A setting is unusable.</exception>
+    /// <exception cref="ClipImageException">A setting is unusable.</exception>
     public void Validate(string? sourceName = null)
     {
         if (DoResize)
         {
             if (Size.ShortestEdge is null && !Size.HasHeightWidth)
             {
-                throw new ImageProcessingException(sourceName, "size must contain either 'shortest_edge' or 'height' and 'width'");
+                throw new ClipImageException(sourceName, "size must contain either 'shortest_edge' or 'height' and 'width'");
             }
 
             if (Size.ShortestEdge is < 1 || Size.Height is < 1 || Size.Width is < 1)
             {
-                throw new ImageProcessingException(sourceName, "size values must be positive");
+                throw new ClipImageException(sourceName, "size values must be positive");
             }
 
             if (Resample is not (PilResampling.Lanczos or PilResampling.Bilinear or PilResampling.Bicubic or PilResampling.Box or PilResampling.Hamming))
             {
-                throw new ImageProcessingException(sourceName, $"resample {(int)Resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)", new NotSupportedException($"resample {(int)Resample}"));
+                throw new ClipImageException(sourceName, $"resample {(int)Resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)", new NotSupportedException($"resample {(int)Resample}"));
             }
         }
 
@@ -184,25 +184,25 @@ public sealed record ClipImageProcessorConfig
         {
             if (!CropSize.HasHeightWidth)
             {
-                throw new ImageProcessingException(sourceName, "crop_size must contain 'height' and 'width'");
+                throw new ClipImageException(sourceName, "crop_size must contain 'height' and 'width'");
             }
 
             if (CropSize.Height < 1 || CropSize.Width < 1)
             {
-                throw new ImageProcessingException(sourceName, "crop_size values must be positive");
+                throw new ClipImageException(sourceName, "crop_size values must be positive");
             }
         }
 
         if (DoRescale && !double.IsFinite(RescaleFactor))
         {
-            throw new ImageProcessingException(sourceName, "rescale_factor must be a finite number");
+            throw new ClipImageException(sourceName, "rescale_factor must be a finite number");
         }
 
         if (DoNormalize)
         {
             if (ImageMean.Count is not (1 or 3) || ImageStd.Count is not (1 or 3))
             {
-                throw new ImageProcessingException(sourceName, $"image_mean and image_std must have 1 or 3 values for RGB images (got {ImageMean.Count} and {ImageStd.Count})");
+                throw new ClipImageException(sourceName, $"image_mean and image_std must have 1 or 3 values for RGB images (got {ImageMean.Count} and {ImageStd.Count})");
             }
         }
     }

@@ -36,7 +36,7 @@ public static class PilImageDecoder
     /// <summary>Decodes the image file at <paramref name="path"/>.</summary>
     /// <param name="path">The image file.</param>
     /// <returns>The decoded image.</returns>
-    /// <exception cref="ImageProcessingException">The file is missing or unreadable, or its bytes are not a supported, valid image.</exception>
+    /// <exception cref="ClipImageException">The file is missing or unreadable, or its bytes are not a supported, valid image.</exception>
     public static DecodedImage Decode(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -47,7 +47,7 @@ public static class PilImageDecoder
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            throw new ImageProcessingException(path, $"cannot open image file: {ex.Message}", ex);
+            throw new ClipImageException(path, $"cannot open image file: {ex.Message}", ex);
         }
 
         using (stream)
@@ -60,7 +60,7 @@ public static class PilImageDecoder
     /// <param name="stream">The encoded image bytes.</param>
     /// <param name="sourceName">A name for error messages (for example the original file name), or null.</param>
     /// <returns>The decoded image.</returns>
-    /// <exception cref="ImageProcessingException">The bytes are not a supported, valid image.</exception>
+    /// <exception cref="ClipImageException">The bytes are not a supported, valid image.</exception>
     public static DecodedImage Decode(Stream stream, string? sourceName = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -74,7 +74,7 @@ public static class PilImageDecoder
             }
             catch (IOException ex)
             {
-                throw new ImageProcessingException(sourceName, $"cannot read image stream: {ex.Message}", ex);
+                throw new ClipImageException(sourceName, $"cannot read image stream: {ex.Message}", ex);
             }
 
             buffer.Position = 0;
@@ -100,17 +100,17 @@ public static class PilImageDecoder
             IImageInfo? info = Image.Identify(DecoderConfiguration, stream, out IImageFormat? identified);
             if (info is null || identified is null)
             {
-                throw new ImageProcessingException(name, "unrecognised image format (supported: PNG, JPEG, WebP, GIF, BMP, TIFF, TGA, PBM)");
+                throw new ClipImageException(name, "unrecognised image format (supported: PNG, JPEG, WebP, GIF, BMP, TIFF, TGA, PBM)");
             }
 
             if (info.Width < 1 || info.Height < 1)
             {
-                throw new ImageProcessingException(name, $"image has an empty size {info.Width}x{info.Height}");
+                throw new ClipImageException(name, $"image has an empty size {info.Width}x{info.Height}");
             }
 
             if ((long)info.Width * info.Height > MaxPixels)
             {
-                throw new ImageProcessingException(name, $"image size {info.Width}x{info.Height} exceeds the limit of {MaxPixels} pixels (PIL raises DecompressionBombError)");
+                throw new ClipImageException(name, $"image size {info.Width}x{info.Height} exceeds the limit of {MaxPixels} pixels (PIL raises DecompressionBombError)");
             }
 
             stream.Position = start;
@@ -126,7 +126,7 @@ public static class PilImageDecoder
             using Image image = Image.Load(DecoderConfiguration, stream, out IImageFormat format);
             return Convert(image, format.Name);
         }
-        catch (ImageProcessingException)
+        catch (ClipImageException)
         {
             throw;
         }
@@ -138,7 +138,7 @@ public static class PilImageDecoder
         {
             // ImageSharp reports corrupt data through several exception types (and malformed files can surface as
             // plain argument/index errors): all of them mean this file cannot be used.
-            throw new ImageProcessingException(name, $"cannot decode image: {ex.Message}", ex);
+            throw new ClipImageException(name, $"cannot decode image: {ex.Message}", ex);
         }
     }
 

@@ -58,7 +58,7 @@ public sealed class ProcessedImage
     /// <summary>Stacks processed images into a new CPU float32 tensor [N, 3, H, W] (the caller disposes it).</summary>
     /// <param name="images">At least one image; all must have the same size.</param>
     /// <returns>The batch.</returns>
-    /// <exception cref="ImageProcessingException">The images differ in size (possible when center crop is off).</exception>
+    /// <exception cref="ClipImageException">The images differ in size (possible when center crop is off).</exception>
     public static torch.Tensor Stack(IReadOnlyList<ProcessedImage> images)
     {
         ArgumentNullException.ThrowIfNull(images);
@@ -76,7 +76,7 @@ public sealed class ProcessedImage
             ProcessedImage image = images[i] ?? throw new ArgumentException($"image {i} is null", nameof(images));
             if (image.Height != h || image.Width != w)
             {
-                throw new ImageProcessingException(image.SourcePath, $"cannot batch a {image.Width}x{image.Height} image with {w}x{h} images (enable center crop or resize to a fixed size)");
+                throw new ClipImageException(image.SourcePath, $"cannot batch a {image.Width}x{image.Height} image with {w}x{h} images (enable center crop or resize to a fixed size)");
             }
 
             Array.Copy(image.PixelValues, 0, data, per * i, per);

@@ -11,7 +11,6 @@ using SixLabors.ImageSharp.Formats.Tga;
 using SixLabors.ImageSharp.Formats.Tiff;
 using SixLabors.ImageSharp.Formats.Webp;
 using SixLabors.ImageSharp.PixelFormats;
-using ImageProcessingException = LlavaInterp.Models.Clip.ImageProcessingException;
 
 namespace LlavaInterp.Tests.Clip;
 
@@ -200,7 +199,7 @@ public sealed class ImageProcessingDecodeTests
         header[9] = 2;
         byte[] png = Png.Raw(("IHDR", header), ("IDAT", [0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]), ("IEND", []));
         using var stream = new MemoryStream(png);
-        var ex = Assert.Throws<ImageProcessingException>(() => PilImageDecoder.Decode(stream, "bomb.png"));
+        var ex = Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(stream, "bomb.png"));
         Assert.Equal("bomb.png", ex.FilePath);
         Assert.Contains("exceeds", ex.Message);
     }

@@ -282,11 +282,11 @@ public sealed class ImageProcessorTests(ITestOutputHelper output)
     public void MissingImageFileIsATypedError()
     {
         string missing = Path.Combine(Fixture.Root, "images", "does_not_exist.png");
-        var ex = Assert.Throws<ImageProcessingException>(() => Processor.Decode(missing));
+        var ex = Assert.Throws<ClipImageException>(() => Processor.Decode(missing));
         Assert.Equal(missing, ex.FilePath);
         Assert.Contains("does_not_exist.png", ex.Message);
 
-        var batchEx = Assert.Throws<ImageProcessingException>(() => Processor.Preprocess([Fixture.Image("gray_l"), missing]));
+        var batchEx = Assert.Throws<ClipImageException>(() => Processor.Preprocess([Fixture.Image("gray_l"), missing]));
         Assert.Equal(missing, batchEx.FilePath);
     }
 
@@ -294,7 +294,7 @@ public sealed class ImageProcessorTests(ITestOutputHelper output)
     public void DirectoryInsteadOfFileIsATypedError()
     {
         using var dir = new TempDir();
-        var ex = Assert.Throws<ImageProcessingException>(() => PilImageDecoder.Decode(dir.Path));
+        var ex = Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(dir.Path));
         Assert.Equal(dir.Path, ex.FilePath);
     }
 
@@ -304,27 +304,27 @@ public sealed class ImageProcessorTests(ITestOutputHelper output)
         using var dir = new TempDir();
         string text = dir.File("not_an_image.png");
         File.WriteAllText(text, "this is not an image at all");
-        var ex = Assert.Throws<ImageProcessingException>(() => PilImageDecoder.Decode(text));
+        var ex = Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(text));
         Assert.Equal(text, ex.FilePath);
         Assert.Contains("not_an_image.png", ex.Message);
 
         string empty = dir.File("empty.jpg");
         File.WriteAllBytes(empty, []);
-        Assert.Equal(empty, Assert.Throws<ImageProcessingException>(() => PilImageDecoder.Decode(empty)).FilePath);
+        Assert.Equal(empty, Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(empty)).FilePath);
 
         // A PNG cut inside its image data: the signature and header are valid, the pixels are not there.
         byte[] png = File.ReadAllBytes(Fixture.Image("gradient_rgb"));
         string truncated = dir.File("truncated.png");
         File.WriteAllBytes(truncated, png[..(png.Length / 2)]);
-        Assert.Equal(truncated, Assert.Throws<ImageProcessingException>(() => PilImageDecoder.Decode(truncated)).FilePath);
+        Assert.Equal(truncated, Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(truncated)).FilePath);
 
         // Garbage after a valid PNG signature.
         string garbage = dir.File("garbage.png");
         File.WriteAllBytes(garbage, [.. png[..8], .. Enumerable.Range(0, 200).Select(i => (byte)(i * 37))]);
-        Assert.Equal(garbage, Assert.Throws<ImageProcessingException>(() => PilImageDecoder.Decode(garbage)).FilePath);
+        Assert.Equal(garbage, Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(garbage)).FilePath);
 
         using var stream = new MemoryStream([1, 2, 3, 4]);
-        Assert.Null(Assert.Throws<ImageProcessingException>(() => PilImageDecoder.Decode(stream)).FilePath);
+        Assert.Null(Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(stream)).FilePath);
     }
 
     [Fact]
@@ -332,8 +332,8 @@ public sealed class ImageProcessorTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         string missing = dir.File("preprocessor_config.json");
-        Assert.Equal(missing, Assert.Throws<ImageProcessingException>(() => ClipImageProcessor.FromFile(missing)).FilePath);
-        Assert.Equal(missing, Assert.Throws<ImageProcessingException>(() => ClipImageProcessor.FromDirectory(dir.Path)).FilePath);
+        Assert.Equal(missing, Assert.Throws<ClipImageException>(() => ClipImageProcessor.FromFile(missing)).FilePath);
+        Assert.Equal(missing, Assert.Throws<ClipImageException>(() => ClipImageProcessor.FromDirectory(dir.Path)).FilePath);
 
         AssertConfigError(dir, "{ not json", "invalid preprocessor config");
         AssertConfigError(dir, """{"size": {"longest_edge": 30}}""", "shortest_edge");
@@ -361,7 +361,7 @@ public sealed class ImageProcessorTests(ITestOutputHelper output)
     public void NonRgbImageWithoutConversionIsRejected()
     {
         var processor = new ClipImageProcessor(ClipImageProcessorConfig.FromJson("""{"do_convert_rgb": false, "size": 32, "crop_size": 32}"""));
-        var ex = Assert.Throws<ImageProcessingException>(() => processor.Decode(Fixture.Image("gray_l")));
+        var ex = Assert.Throws<ClipImageException>(() => processor.Decode(Fixture.Image("gray_l")));
         Assert.Equal(Fixture.Image("gray_l"), ex.FilePath);
         Assert.Contains("do_convert_rgb", ex.Message);
 
@@ -375,7 +375,7 @@ public sealed class ImageProcessorTests(ITestOutputHelper output)
     public void BatchingDifferentSizesIsATypedError()
     {
         var processor = new ClipImageProcessor(ClipImageProcessorConfig.FromJson("""{"size": 32, "do_center_crop": false}"""));
-        var ex = Assert.Throws<ImageProcessingException>(() => processor.Preprocess([Fixture.Image("gradient_rgb"), Fixture.Image("rgba_alpha")]));
+        var ex = Assert.Throws<ClipImageException>(() => processor.Preprocess([Fixture.Image("gradient_rgb"), Fixture.Image("rgba_alpha")]));
         Assert.Equal(Fixture.Image("rgba_alpha"), ex.FilePath);
         Assert.Throws<ArgumentException>(() => ProcessedImage.Stack([]));
     }
@@ -384,7 +384,7 @@ public sealed class ImageProcessorTests(ITestOutputHelper output)
     {
         string path = dir.File("preprocessor_config.json");
         File.WriteAllText(path, json);
-        var ex = Assert.Throws<ImageProcessingException>(() => ClipImageProcessor.FromFile(path));
+        var ex = Assert.Throws<ClipImageException>(() => ClipImageProcessor.FromFile(path));
         Assert.Equal(path, ex.FilePath);
         Assert.Contains(path, ex.Message);
         Assert.Contains(expectedFragment, ex.Message);
