@@ -38,6 +38,7 @@ public sealed class GemmaTokenizer
     private readonly AddedTokenTrie _addedTrie;
     private readonly UserDefinedSymbolMatcher _userDefined;
     private readonly HashSet<int> _specialIds;
+    private readonly bool _escapeWhitespaces;
     private GemmaChatFormat? _chatFormat;
 
     private GemmaTokenizer(
@@ -51,6 +52,7 @@ public sealed class GemmaTokenizer
         _bpe = bpe;
         _pieces = model.Pieces.ToArray();
         UnknownSurface = model.UnknownSurface;
+        _escapeWhitespaces = model.EscapeWhitespaces;
         _byteValue = new short[_pieces.Length];
         _pieceToId = new Dictionary<string, int>(_pieces.Length, StringComparer.Ordinal);
         var userDefined = new List<string>();
@@ -345,7 +347,11 @@ public sealed class GemmaTokenizer
                 continue;
             }
 
-            foreach (var (run, isSymbol) in _userDefined.Split(segment))
+            // sentencepiece's BPE stage matches USER_DEFINED pieces on the normalized text, where spaces are
+            // already U+2581 (so a piece like "▁▁" matches two spaces). Handing the escaped text on to the BPE is
+            // harmless: escaping leaves U+2581 as it is.
+            string normalized = _escapeWhitespaces ? segment.Replace(' ', SpaceSymbol) : segment;
+            foreach (var (run, isSymbol) in _userDefined.Split(normalized))
             {
                 if (isSymbol)
                 {

@@ -312,6 +312,35 @@ public sealed class TokenizerTests
         Assert.Equal(0, tok.PadTokenId);
     }
 
+    [Theory]
+    [InlineData("x<a>bcd", new[] { "x", "<a>bc", "d" })]
+    [InlineData("<a>bc", new[] { "<a>bc" })]
+    [InlineData("a>bcd", new[] { "a>b", "cd" })]
+    [InlineData("<a><a>bcx", new[] { "<a>", "<a>bc", "x" })]
+    [InlineData("xa>bc", new[] { "x", "a>b", "c" })]
+    [InlineData("<a>b", new[] { "<a>", "b" })]
+    [InlineData("[CLS]L x", new[] { "[CLS]", "L", " x" })]
+    [InlineData("a>bc<a", new[] { "a>b", "c<a" })]
+    [InlineData("<<a>>", new[] { "<", "<a>", ">" })]
+    public void AddedTokens_OverlappingMatches_SplitLikeHfTrie(string text, string[] expectedSplit)
+    {
+        // Expected splits computed with transformers' tokenization_utils.Trie.split on the same tokens.
+        string[] tokens = ["<a>", "<a>bc", "a>b", "bcd", "[CLS]", "L"];
+        using var dir = CopyModel(config =>
+        {
+            for (int k = 0; k < tokens.Length; k++)
+            {
+                config["added_tokens_decoder"]![(640 + k).ToString(System.Globalization.CultureInfo.InvariantCulture)] =
+                    new JsonObject { ["content"] = tokens[k], ["special"] = true };
+            }
+        });
+        var tok = GemmaTokenizer.FromPretrained(dir.Path);
+        var expected = expectedSplit.SelectMany(seg => Array.IndexOf(tokens, seg) is var k and >= 0
+            ? [640 + k]
+            : Tok.Encode(seg, addSpecialTokens: false));
+        Assert.Equal(expected, tok.Encode(text, addSpecialTokens: false));
+    }
+
     [Fact]
     public void AddedToken_StripFlags_FollowHfRules()
     {
@@ -414,7 +443,11 @@ public sealed class TokenizerTests
         Assert.Equal("a<start_of_turn>b", tok.Decode([7, 4, 8], skipSpecialTokens: true));
         Assert.Equal("ab", tok.Decode([7, 9, 8]));
         Assert.Equal("<ctl>", tok.IdToToken(9));
-        Assert.Equal(10, tok.VocabSize);
+        Assert.Equal(11, tok.VocabSize);
+
+        // A USER_DEFINED piece spelled with U+2581 matches spaces in the text (sentencepiece matches after escaping).
+        Assert.Equal([7, 10, 8, 10, 6], tok.Encode("a  b   ", addSpecialTokens: false));
+        Assert.Equal("a  b   ", tok.Decode([7, 10, 8, 10, 6]));
     }
 
     /// <summary>Copies the fixture's model folder tokenizer files and edits tokenizer_config.json.</summary>
@@ -432,7 +465,7 @@ public sealed class TokenizerTests
         return dir;
     }
 
-    /// <summary>A hand-built ModelProto: pad/eos/bos CONTROL, unk, two USER_DEFINED, '▁', 'a', 'b', another CONTROL.</summary>
+    /// <summary>A hand-built ModelProto: pad/eos/bos CONTROL, unk, two USER_DEFINED, '▁', 'a', 'b', another CONTROL, USER_DEFINED '▁▁'.</summary>
     private static byte[] TinyModel(int modelType, bool? addDummyPrefix)
     {
         var model = new List<byte>();
@@ -457,6 +490,7 @@ public sealed class TokenizerTests
         Piece("a", -2, 1);
         Piece("b", -3, 1);
         Piece("<ctl>", 0, 3);
+        Piece("\u2581\u2581", 0, 4);
         var trainer = new List<byte> { 3 << 3, (byte)modelType };
         WriteBytes(model, 2, trainer.ToArray());
         var normalizer = new List<byte>();
