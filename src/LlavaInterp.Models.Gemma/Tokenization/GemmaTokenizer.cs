@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using System.Globalization;
 using System.Text;
 using Microsoft.ML.Tokenizers;
@@ -76,7 +77,7 @@ public sealed class GemmaTokenizer
         }
 
         _specialIds = specialIds;
-        SpecialTokenIds = specialIds;
+        SpecialTokenIds = specialIds.ToFrozenSet();
         AddBosToken = settings.AddBosToken;
         AddEosToken = settings.AddEosToken;
         ChatTemplate = settings.ChatTemplate;
@@ -89,7 +90,7 @@ public sealed class GemmaTokenizer
         UnknownTokenId = specialTokenIds.TryGetValue("unk_token", out int unk) ? unk : null;
         SentencePieceVocabSize = _pieces.Length;
         VocabSize = Math.Max(_pieces.Length, addedById.Count == 0 ? 0 : addedById.Keys.Max() + 1);
-        AddedTokens = addedById;
+        AddedTokens = addedById.ToFrozenDictionary();
     }
 
     /// <summary>Number of ids: the sentencepiece vocabulary plus added tokens beyond it (Hugging Face <c>len(tokenizer)</c> when ids are contiguous).</summary>
@@ -194,7 +195,7 @@ public sealed class GemmaTokenizer
         {
             modelBytes = File.ReadAllBytes(modelPath);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new TokenizerException(modelPath, null, $"cannot be read: {e.Message}", e);
         }

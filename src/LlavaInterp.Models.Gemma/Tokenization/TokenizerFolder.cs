@@ -259,7 +259,7 @@ internal sealed class TokenizerFolder
         {
             throw new TokenizerException(path, null, $"invalid JSON: {e.Message}", e);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new TokenizerException(path, null, $"cannot be read: {e.Message}", e);
         }
