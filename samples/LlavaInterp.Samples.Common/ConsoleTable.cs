@@ -1,4 +1,4 @@
-namespace LlavaInterp.Cli;
+namespace LlavaInterp.Samples;
 
 /// <summary>Writes rows as a table with aligned columns; numeric columns are right-aligned.</summary>
 public static class ConsoleTable

@@ -1,4 +1,4 @@
-namespace LlavaInterp.Cli;
+namespace LlavaInterp.Samples;
 
 /// <summary>A one-line text progress bar on standard error; silent when stderr is redirected to a non-terminal.</summary>
 public sealed class ProgressBar<T>(TextWriter output, Func<T, (long Done, long Total, string Label)> describe, bool enabled) : IProgress<T>

@@ -1,13 +1,14 @@
 using System.Globalization;
 
-namespace LlavaInterp.Cli;
+namespace LlavaInterp.Samples;
 
 /// <summary>Thrown for a command line that cannot be run; the message is printed as one line.</summary>
 public sealed class CliUsageException(string message) : Exception(message);
 
 /// <summary>
 /// A small parser for <c>--name value</c>, repeated options and <c>--flag</c> switches. Every option must be known to
-/// the command (unknown options are an error, not ignored).
+/// the command (unknown options are an error, not ignored). Options named as multi-valued take every following
+/// argument up to the next <c>--option</c> (<c>--image a.png b.png</c>), and may also be repeated.
 /// </summary>
 public sealed class CliArgs
 {
@@ -20,8 +21,17 @@ public sealed class CliArgs
     }
 
     /// <summary>Parses arguments; <paramref name="flags"/> are the options that take no value.</summary>
-    public static CliArgs Parse(IReadOnlyList<string> args, IReadOnlySet<string> flags)
+    public static CliArgs Parse(IReadOnlyList<string> args, IReadOnlySet<string> flags) => Parse(args, flags, new HashSet<string>());
+
+    /// <summary>
+    /// Parses arguments; <paramref name="flags"/> take no value, <paramref name="multi"/> take one or more values
+    /// (every following argument that does not start with <c>--</c>).
+    /// </summary>
+    public static CliArgs Parse(IReadOnlyList<string> args, IReadOnlySet<string> flags, IReadOnlySet<string> multi)
     {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(flags);
+        ArgumentNullException.ThrowIfNull(multi);
         var result = new CliArgs();
         for (int i = 0; i < args.Count; i++)
         {
@@ -58,6 +68,13 @@ public sealed class CliArgs
             }
 
             list.Add(value);
+            if (multi.Contains(name))
+            {
+                while (i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
+                {
+                    list.Add(args[++i]);
+                }
+            }
         }
 
         return result;

@@ -1,0 +1,196 @@
+using System.Globalization;
+using LlavaInterp.Sae;
+using LlavaInterp.Samples;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LlavaInterp.Cli;
+
+/// <summary><c>llava-interp features</c>: the top SAE features of images (or classes of images) for a prompt.</summary>
+public static class FeaturesCommand
+{
+    /// <summary>The prompt of the research being reproduced.</summary>
+    public const string DefaultPrompt = "Describe the image.";
+
+    /// <summary>The command's help.</summary>
+    public const string Help = """
+        usage: llava-interp features --model PATH|REPO --sae PATH|RELEASE/ID [--explanations FILE|URL]
+                                     (--image FILE ... | --image-dir DIR [--per-class N]) [--prompt TEXT] [--raw]
+                                     [--top-k K] [--positions image|last|all|INDEX] [--aggregate sum|mean|max]
+                                     [--exclude-dense FRACTION] [--heatmap OUT.png --feature F] [--json]
+                                     [--dtype float32|bfloat16|float16]
+
+        Runs the model up to the SAE's layer for each image with the prompt (default "Describe the image."), encodes the
+        activation at the SAE's hook point and ranks features by their activation aggregated over --positions
+        (default: the image tokens, summed). Prints a table, or with --json one JSON object per line per image (or class):
+        {"image": …, "features": [{"index": i, "activation": a, "description": "…"}, …]}.
+        --image-dir DIR     every image in DIR; if DIR has class sub-folders (ImageNet layout), one result per class: the
+                            mean of its images' aggregates over the first N images (--per-class N, default all)
+        --exclude-dense F   drop features active on more than a fraction F of the selected positions of all images of the run
+        --explanations      a Neuronpedia export (file or URL); default: explanations_{model}_{source}.json next to the SAE,
+                            or Neuronpedia's export for a release SAE
+        --heatmap OUT.png --feature F   draw feature F's activation over the image's patches (one image only)
+        """;
+
+    /// <summary>Runs the command.</summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        if (Cli.WantsHelp(args))
+        {
+            stdout.Write(Help);
+            return 0;
+        }
+
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" });
+        string modelPath = a.Required("model");
+        string saePath = a.Required("sae");
+        string? explanationsSpec = a.Optional("explanations");
+        var images = a.All("image");
+        string? imageDir = a.Optional("image-dir");
+        int? perClass = a.Int("per-class");
+        string prompt = a.Optional("prompt") ?? DefaultPrompt;
+        bool raw = a.Flag("raw");
+        int topK = CommandInputs.AtLeast(a.Int("top-k"), 10, 1, "--top-k");
+        var positions = PromptPositions.Parse(a.Optional("positions"));
+        var aggregation = Aggregations.Parse(a.Optional("aggregate"));
+        double? excludeDense = a.Double("exclude-dense");
+        string? heatmap = a.Optional("heatmap");
+        int? heatmapFeature = a.Int("feature");
+        bool json = a.Flag("json");
+        var dtype = Sources.ParseDType(a.Optional("dtype"));
+        a.RejectUnknown();
+
+        if ((images.Count > 0) == (imageDir is not null))
+        {
+            throw new CliUsageException("give either --image FILE ... or --image-dir DIR.");
+        }
+
+        if (perClass is not null && imageDir is null)
+        {
+            throw new CliUsageException("--per-class needs --image-dir.");
+        }
+
+        if (excludeDense is { } fraction && !(fraction >= 0 && fraction <= 1))
+        {
+            throw new CliUsageException($"--exclude-dense must be a fraction between 0 and 1, got {fraction}.");
+        }
+
+        if ((heatmap is null) != (heatmapFeature is null))
+        {
+            throw new CliUsageException("--heatmap OUT.png and --feature F go together.");
+        }
+
+        // One entry per image, or per class of an ImageNet-style folder.
+        IReadOnlyList<ImageClass> entries;
+        bool byClass = imageDir is not null && ImageFolder.HasClassFolders(imageDir);
+        if (byClass)
+        {
+            entries = ImageFolder.Classes(imageDir!, perClass);
+        }
+        else if (imageDir is not null)
+        {
+            if (perClass is not null)
+            {
+                throw new CliUsageException($"--per-class needs class sub-folders in '{imageDir}' (DIR/<class>/<image>).");
+            }
+
+            var found = ImageFolder.ImagesIn(imageDir);
+            if (found.Count == 0)
+            {
+                throw new CliUsageException($"'{imageDir}' holds no image.");
+            }
+
+            entries = found.Select(f => new ImageClass(f, [f])).ToArray();
+        }
+        else
+        {
+            entries = CommandInputs.ExistingImages(images).Select(f => new ImageClass(f, [f])).ToArray();
+        }
+
+        if (heatmap is not null)
+        {
+            if (entries.Count != 1 || entries[0].Images.Count != 1)
+            {
+                throw new CliUsageException("--heatmap draws one image: give a single --image.");
+            }
+
+            CommandInputs.OutputFile(heatmap, "--heatmap");
+        }
+
+        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct).ConfigureAwait(false);
+        using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct).ConfigureAwait(false);
+        var explanations = await Sources.LoadExplanationsAsync(explanationsSpec, sae, stderr, ct).ConfigureAwait(false);
+        var analyzer = new FeatureAnalyzer(model, sae.Sae, explanations);
+        if (heatmapFeature is int hf && (hf < 0 || hf >= sae.Sae.DSae))
+        {
+            throw new CliUsageException($"--feature {hf} is out of range: the SAE has {sae.Sae.DSae} features.");
+        }
+
+        // First every aggregate (density needs all images), then the rankings.
+        var tallies = new List<FeatureTally>();
+        PromptFeatures? heatmapSource = null;
+        try
+        {
+            foreach (var entry in entries)
+            {
+                var tally = new FeatureTally(sae.Sae.DSae);
+                tallies.Add(tally);
+                foreach (var image in entry.Images)
+                {
+                    var features = analyzer.Encode(prompt, [image], raw, ct);
+                    tally.Add(features, positions, aggregation);
+                    if (heatmap is not null)
+                    {
+                        heatmapSource = features;
+                    }
+                    else
+                    {
+                        features.Dispose();
+                    }
+                }
+            }
+
+            var dense = excludeDense is double max
+                ? FeatureTally.DenseFeatures(tallies.Select(t => (t.ActiveCounts(), t.Density.Positions)), max)
+                : null;
+            var results = new List<FeatureResult>();
+            for (int i = 0; i < entries.Count; i++)
+            {
+                using var mean = tallies[i].Mean();
+                results.Add(new FeatureResult(entries[i].Name, entries[i].Images, byClass, analyzer.Rank(mean, topK, dense)));
+            }
+
+            if (heatmap is not null)
+            {
+                heatmapSource!.RenderHeatmap(heatmapFeature!.Value, heatmap);
+            }
+
+            if (json)
+            {
+                FeatureReport.WriteJsonLines(stdout, results);
+            }
+            else
+            {
+                stdout.WriteLine($"prompt \"{prompt}\"{(raw ? " (raw)" : string.Empty)}; SAE {sae.Sae.HookName} ({sae.Sae.DSae} features); "
+                    + $"{positions}, {Aggregations.Name(aggregation)}{(byClass ? ", mean over each class's images" : string.Empty)}"
+                    + (dense is null ? string.Empty : $"; {dense.Count} dense features (> {excludeDense!.Value.ToString(CultureInfo.InvariantCulture)}) excluded")
+                    + (explanations is null ? "; no descriptions found" : string.Empty));
+                FeatureReport.WriteTable(stdout, results);
+                if (heatmap is not null)
+                {
+                    stdout.WriteLine($"heatmap of feature {heatmapFeature} written to {heatmap}");
+                }
+            }
+        }
+        finally
+        {
+            heatmapSource?.Dispose();
+            foreach (var t in tallies)
+            {
+                t.Dispose();
+            }
+        }
+
+        return 0;
+    }
+}

@@ -1,0 +1,55 @@
+using System.Text.RegularExpressions;
+using LlavaInterp.Samples;
+
+namespace LlavaInterp.Cli;
+
+/// <summary>
+/// Hook-name patterns for <c>--hooks</c>: <c>*</c> matches any run of characters (dots included), everything else
+/// matches itself, and the whole name must match (<c>blocks.*.hook_resid_post</c>, <c>vision.*</c>, <c>*</c>).
+/// </summary>
+public sealed class HookGlob
+{
+    private readonly Regex _regex;
+
+    /// <summary>Compiles a pattern.</summary>
+    /// <exception cref="CliUsageException">An empty pattern.</exception>
+    public HookGlob(string pattern)
+    {
+        if (string.IsNullOrWhiteSpace(pattern))
+        {
+            throw new CliUsageException("--hooks needs a non-empty pattern.");
+        }
+
+        Pattern = pattern;
+        _regex = new Regex("^" + string.Join(".*", pattern.Split('*').Select(Regex.Escape)) + "$", RegexOptions.CultureInvariant);
+    }
+
+    /// <summary>The pattern as given.</summary>
+    public string Pattern { get; }
+
+    /// <summary>Whether a hook name matches.</summary>
+    public bool IsMatch(string name) => _regex.IsMatch(name);
+
+    /// <summary>
+    /// The patterns of <c>--hooks</c> values (each may hold several, comma-separated); every pattern must match at least
+    /// one of <paramref name="hookNames"/>, so a typo fails instead of silently caching nothing.
+    /// </summary>
+    /// <exception cref="CliUsageException">A pattern matches no hook point.</exception>
+    public static IReadOnlyList<HookGlob> ParseAll(IEnumerable<string> values, IReadOnlyList<string> hookNames)
+    {
+        var globs = values
+            .SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Select(v => new HookGlob(v))
+            .ToList();
+        foreach (var g in globs)
+        {
+            if (!hookNames.Any(g.IsMatch))
+            {
+                string hint = string.Join(", ", hookNames.Where(n => n.StartsWith("blocks.0.", StringComparison.Ordinal) || !n.StartsWith("blocks.", StringComparison.Ordinal) && !n.StartsWith("vision.blocks.", StringComparison.Ordinal)).Take(8));
+                throw new CliUsageException($"--hooks '{g.Pattern}' matches no hook point of the model (hook points include {hint}, ...).");
+            }
+        }
+
+        return globs;
+    }
+}

@@ -1,0 +1,168 @@
+using LlavaInterp.Llava;
+using LlavaInterp.Models.Clip;
+using LlavaInterp.Sae;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LlavaInterp.Samples;
+
+/// <summary>A feature of a ranking with its activation and its first explanation (null when it has none).</summary>
+/// <param name="Index">The feature index.</param>
+/// <param name="Activation">Its aggregated activation.</param>
+/// <param name="Description">Neuronpedia's explanation, trimmed, or null.</param>
+public sealed record RankedFeature(int Index, double Activation, string? Description);
+
+/// <summary>The SAE feature activations of one prompt: [positions, d_sae] float32 on the CPU, plus the prompt's layout.</summary>
+public sealed class PromptFeatures : IDisposable
+{
+    internal PromptFeatures(Tensor acts, IReadOnlyList<int> inputIds, IReadOnlyList<int> imagePositions, IReadOnlyList<ProcessedImage> images, int tokensPerImage)
+    {
+        Acts = acts;
+        InputIds = inputIds;
+        ImageTokenPositions = imagePositions;
+        Images = images;
+        TokensPerImage = tokensPerImage;
+    }
+
+    /// <summary>Feature activations [positions, d_sae] (float32, CPU).</summary>
+    public Tensor Acts { get; }
+
+    /// <summary>The prompt's token ids (images expanded).</summary>
+    public IReadOnlyList<int> InputIds { get; }
+
+    /// <summary>Positions of the <c>&lt;image&gt;</c> tokens, image after image.</summary>
+    public IReadOnlyList<int> ImageTokenPositions { get; }
+
+    /// <summary>The processed images (their centre crops are what the vision tower saw).</summary>
+    public IReadOnlyList<ProcessedImage> Images { get; }
+
+    /// <summary>Image tokens per image.</summary>
+    public int TokensPerImage { get; }
+
+    /// <summary>The selector for <paramref name="positions"/> in this prompt.</summary>
+    /// <exception cref="CliUsageException">No image for <c>image</c>, or an index outside the prompt.</exception>
+    public PositionSelector Select(PromptPositions positions) => positions.Resolve(InputIds.Count, ImageTokenPositions);
+
+    /// <summary>Per-feature aggregate over the selected positions, [d_sae] float32; the caller owns it.</summary>
+    public Tensor Aggregate(PromptPositions positions, FeatureAggregation aggregation) =>
+        FeatureActivations.Aggregate(Acts, Select(positions), aggregation);
+
+    /// <summary>One feature over image <paramref name="image"/>'s patch grid, [gridH, gridW]; the caller owns it.</summary>
+    /// <exception cref="CliUsageException">No such image or feature.</exception>
+    public Tensor SpatialMapOf(int feature, int image = 0)
+    {
+        if (image < 0 || image >= Images.Count)
+        {
+            throw new CliUsageException(Images.Count == 0 ? "a heatmap needs an image in the prompt." : $"image {image} is out of range: the prompt has {Images.Count}.");
+        }
+
+        if (feature < 0 || feature >= Acts.shape[1])
+        {
+            throw new CliUsageException($"feature {feature} is out of range: the SAE has {Acts.shape[1]} features.");
+        }
+
+        var positions = ImageTokenPositions.Skip(image * TokensPerImage).Take(TokensPerImage).Select(p => (long)p).ToArray();
+        var (gridH, gridW) = SpatialMap.SquareGrid(positions.Length);
+        return SpatialMap.FromActivations(Acts, positions, feature, gridH, gridW);
+    }
+
+    /// <summary>Writes a heatmap PNG of one feature over the processed image (written to a temporary file, then moved).</summary>
+    public void RenderHeatmap(int feature, string outputPath, int image = 0)
+    {
+        using var map = SpatialMapOf(feature, image);
+        var crop = Images[image].Image;
+        Heatmap.Render(crop.Width, crop.Height, crop.Pixels, map, outputPath);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => Acts.Dispose();
+}
+
+/// <summary>
+/// The research workflow on one model and one SAE: run a prompt (text + images) through the model only up to the SAE's
+/// layer, encode the activation at the SAE's hook point into feature activations, aggregate them over chosen positions
+/// and rank features, with Neuronpedia explanations.
+/// </summary>
+public sealed class FeatureAnalyzer
+{
+    /// <summary>Creates the analyzer; the model, SAE and explanations stay owned by the caller.</summary>
+    /// <exception cref="CliUsageException">The model has no hook point of the SAE's name.</exception>
+    public FeatureAnalyzer(HookedLlava model, SparseAutoencoder sae, FeatureExplanations? explanations)
+    {
+        Model = model ?? throw new ArgumentNullException(nameof(model));
+        Sae = sae ?? throw new ArgumentNullException(nameof(sae));
+        Explanations = explanations;
+        if (!model.HookDict.ContainsKey(sae.HookName))
+        {
+            throw new CliUsageException($"the SAE reads '{sae.HookName}', which is not a hook point of this model (e.g. {string.Join(", ", model.HookNames.Where(n => n.EndsWith("hook_resid_post", StringComparison.Ordinal)).Take(3))}).");
+        }
+    }
+
+    /// <summary>The model.</summary>
+    public HookedLlava Model { get; }
+
+    /// <summary>The SAE.</summary>
+    public SparseAutoencoder Sae { get; }
+
+    /// <summary>The explanations, if any.</summary>
+    public FeatureExplanations? Explanations { get; }
+
+    /// <summary>
+    /// The decoder block to stop before so the SAE's hook point is the last thing computed (TransformerLens
+    /// <c>stop_at_layer</c>): <c>hook_layer + 1</c> for decoder hooks, null (full run) for other hook points.
+    /// </summary>
+    public int? StopAtLayer => Sae.HookName.StartsWith("blocks.", StringComparison.Ordinal) ? Sae.HookLayer + 1 : null;
+
+    /// <summary>Runs one prompt and returns its feature activations.</summary>
+    /// <param name="prompt">The user text (chat format applied) or, with <paramref name="raw"/>, the exact text to tokenize.</param>
+    /// <param name="images">Image files (one <c>&lt;image&gt;</c> each).</param>
+    /// <param name="raw">Tokenize <paramref name="prompt"/> as is (see <see cref="LlavaProcessor.Prepare"/>).</param>
+    /// <param name="ct">Cancels before the run.</param>
+    public PromptFeatures Encode(string prompt, IReadOnlyList<string> images, bool raw = false, CancellationToken ct = default)
+    {
+        ct.ThrowIfCancellationRequested();
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.inference_mode();
+        using var prepared = Model.Processor.Prepare(prompt, images, raw);
+        var input = LlavaInput.From(prepared) with { ComputeLogits = StopAtLayer is null };
+        var (output, cache) = Model.RunWithCache(input, n => n == Sae.HookName, stopAtLayer: StopAtLayer);
+        using (output)
+        using (cache)
+        {
+            var activation = cache[Sae.HookName];
+            var row = activation.dim() == 3 ? activation[0] : activation;
+            var acts = Sae.Encode(row).to(ScalarType.Float32).cpu().contiguous();
+            return new PromptFeatures(acts.MoveToOuterDisposeScope(), prepared.Ids.ToArray(), prepared.ImageTokenPositions.ToArray(), prepared.Images.ToArray(), Model.Processor.ImageTokensPerImage);
+        }
+    }
+
+    /// <summary>The feature's first explanation, or null.</summary>
+    public string? Describe(int feature) => Explanations?.Describe(feature);
+
+    /// <summary>
+    /// The <paramref name="k"/> largest features of an aggregate [d_sae], largest first (<c>torch.topk</c> order),
+    /// skipping <paramref name="exclude"/>.
+    /// </summary>
+    /// <exception cref="CliUsageException">k is not positive.</exception>
+    public IReadOnlyList<RankedFeature> Rank(Tensor aggregate, int k, IReadOnlySet<int>? exclude = null)
+    {
+        ArgumentNullException.ThrowIfNull(aggregate);
+        if (k < 1)
+        {
+            throw new CliUsageException($"--top-k must be at least 1, got {k}.");
+        }
+
+        using var scope = torch.NewDisposeScope();
+        long dSae = aggregate.shape[^1];
+        int excluded = exclude?.Count ?? 0;
+        int take = (int)Math.Min(dSae, (long)k + excluded);
+        var (values, indices) = aggregate.to(ScalarType.Float32).topk(take);
+        var v = values.to(ScalarType.Float64).data<double>().ToArray();
+        var i = indices.data<long>().ToArray();
+        return Enumerable.Range(0, take)
+            .Where(j => exclude is null || !exclude.Contains((int)i[j]))
+            .Take(k)
+            .Select(j => new RankedFeature((int)i[j], v[j], Describe((int)i[j])))
+            .ToArray();
+    }
+}

@@ -1,0 +1,205 @@
+using LlavaInterp.Hub;
+using LlavaInterp.Llava;
+using LlavaInterp.Sae;
+using TorchSharp;
+
+namespace LlavaInterp.Samples;
+
+/// <summary>An SAE and where it came from.</summary>
+/// <param name="Sae">The loaded SAE (owned by this record's user: dispose it).</param>
+/// <param name="Folder">The local folder it was loaded from.</param>
+/// <param name="Release">The SAELens release when loaded as <c>release/sae_id</c>, else null.</param>
+public sealed record LoadedSae(SparseAutoencoder Sae, string Folder, string? Release) : IDisposable
+{
+    /// <summary>Neuronpedia's model id (before the <c>/</c> of <c>neuronpedia_id</c>), or null.</summary>
+    public string? NeuronpediaModel =>
+        Sae.Config.NeuronpediaId is { } id && id.IndexOf('/', StringComparison.Ordinal) is int slash and > 0 ? id[..slash] : null;
+
+    /// <inheritdoc/>
+    public void Dispose() => Sae.Dispose();
+}
+
+/// <summary>
+/// Resolves the <c>--model</c>, <c>--sae</c> and <c>--explanations</c> arguments the CLI and the samples share: local
+/// folders, Hugging Face repo ids, SAELens <c>release/sae_id</c> names, explanation files and URLs.
+/// </summary>
+public static class Sources
+{
+    /// <summary>Parses a <c>--dtype</c> value.</summary>
+    /// <exception cref="CliUsageException">Not float32, bfloat16 or float16.</exception>
+    public static torch.ScalarType ParseDType(string? value) => value switch
+    {
+        null or "float32" or "fp32" => torch.ScalarType.Float32,
+        "bfloat16" or "bf16" => torch.ScalarType.BFloat16,
+        "float16" or "fp16" => torch.ScalarType.Float16,
+        _ => throw new CliUsageException($"--dtype must be float32, bfloat16 or float16, got '{value}'."),
+    };
+
+    /// <summary>
+    /// Loads a model from a local folder or a Hugging Face repo id (downloaded into the hub cache;
+    /// <c>HF_HUB_OFFLINE</c>, <c>HF_HOME</c>, <c>HF_TOKEN</c> are honoured).
+    /// </summary>
+    /// <exception cref="CliUsageException">Neither an existing folder nor a repo id.</exception>
+    public static Task<HookedLlava> LoadModelAsync(string pathOrRepoId, torch.ScalarType dtype, TextWriter? log, CancellationToken ct)
+    {
+        if (!Directory.Exists(pathOrRepoId) && !HubClient.LooksLikeRepoId(pathOrRepoId))
+        {
+            throw new CliUsageException(File.Exists(pathOrRepoId)
+                ? $"--model '{pathOrRepoId}' is a file; pass the model folder (with config.json) or a Hugging Face repo id."
+                : $"--model '{pathOrRepoId}' is neither an existing folder nor a Hugging Face repo id (owner/name).");
+        }
+
+        var options = new LlavaLoadOptions
+        {
+            DType = dtype,
+            Hub = HubOptions.FromEnvironment(),
+            DownloadProgress = log is null ? null : DownloadLog(log),
+        };
+        return HookedLlava.FromPretrainedAsync(pathOrRepoId, options, ct);
+    }
+
+    /// <summary>
+    /// Loads an SAE from a local SAELens folder (<c>cfg.json</c> + <c>sae_weights.safetensors</c>), a SAELens release
+    /// name <c>release/sae_id</c> (e.g. <c>gemma-2b-res-jb/blocks.12.hook_resid_post</c>, fetched from the release's
+    /// Hugging Face repo with its metadata applied), or a Hugging Face repo that holds an SAELens folder at its root.
+    /// </summary>
+    /// <exception cref="CliUsageException">The argument names nothing loadable.</exception>
+    public static async Task<LoadedSae> LoadSaeAsync(string spec, torch.ScalarType? dtype, TextWriter? log, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var load = new SaeLoadOptions { DType = dtype };
+        if (Directory.Exists(spec))
+        {
+            if (!File.Exists(Path.Combine(spec, SparseAutoencoder.ConfigFileName)))
+            {
+                throw new CliUsageException(File.Exists(Path.Combine(spec, SparseAutoencoder.GemmaScopeFileName))
+                    ? $"--sae '{spec}' is a GemmaScope folder (params.npz without cfg.json); load it in code with SparseAutoencoder.LoadGemmaScope and its hook name."
+                    : $"--sae '{spec}' has no {SparseAutoencoder.ConfigFileName} (expected a SAELens folder).");
+            }
+
+            return new LoadedSae(SparseAutoencoder.Load(spec, load), spec, null);
+        }
+
+        if (File.Exists(spec))
+        {
+            throw new CliUsageException($"--sae '{spec}' is a file; pass the SAE folder (with cfg.json).");
+        }
+
+        int slash = spec.IndexOf('/', StringComparison.Ordinal);
+        string? release = slash > 0 ? spec[..slash] : null;
+        using var hub = new HubClient(HubOptions.FromEnvironment());
+        var progress = log is null ? null : DownloadLog(log);
+        if (release is not null && SaeReleases.All.TryGetValue(release, out var known))
+        {
+            string saeId = spec[(slash + 1)..];
+            var entry = known.Get(saeId);
+            string snapshot = await hub.SnapshotAsync(
+                known.RepoId,
+                [entry.FilePath(SparseAutoencoder.ConfigFileName), entry.FilePath(SparseAutoencoder.WeightsFileName)],
+                progress: progress,
+                ct: ct).ConfigureAwait(false);
+            string folder = Path.Combine(snapshot, entry.Path);
+            return new LoadedSae(SparseAutoencoder.Load(folder, load with { Release = release, SaeId = saeId }), folder, release);
+        }
+
+        if (HubClient.LooksLikeRepoId(spec))
+        {
+            string snapshot = await hub.SnapshotAsync(
+                spec, [SparseAutoencoder.ConfigFileName, SparseAutoencoder.WeightsFileName], progress: progress, ct: ct).ConfigureAwait(false);
+            return new LoadedSae(SparseAutoencoder.Load(snapshot, load), snapshot, null);
+        }
+
+        throw new CliUsageException(
+            $"--sae '{spec}' is neither an existing folder, a known SAE release/id ({string.Join(", ", SaeReleases.All.Keys)}), nor a Hugging Face repo id.");
+    }
+
+    /// <summary>Neuronpedia's export of every explanation of one SAE (<c>modelId</c> and source id as in <c>neuronpedia_id</c>).</summary>
+    public static Uri NeuronpediaExportUrl(string modelId, string source) =>
+        new($"https://www.neuronpedia.org/api/explanation/export?modelId={Uri.EscapeDataString(modelId)}&saeId={Uri.EscapeDataString(source)}");
+
+    /// <summary>
+    /// Loads feature explanations. <paramref name="spec"/> is a file or an http(s) URL (downloaded once into
+    /// <see cref="ExplanationsCacheDir"/>). Without one, a file named <c>explanations_{modelId}_{source}.json</c> in the
+    /// SAE folder or its parent is used; for an SAE loaded from a release, Neuronpedia's export is downloaded (a failure
+    /// there only warns on <paramref name="log"/>). Returns null when no explanations are found.
+    /// </summary>
+    /// <exception cref="FeatureExplanationsException">An explicitly given file or URL cannot be used.</exception>
+    public static async Task<FeatureExplanations?> LoadExplanationsAsync(string? spec, LoadedSae sae, TextWriter? log, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(sae);
+        if (spec is not null)
+        {
+            return Uri.TryCreate(spec, UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttp || url.Scheme == Uri.UriSchemeHttps)
+                ? await FeatureExplanations.LoadAsync(url, ExplanationsCacheDir, cancellationToken: ct).ConfigureAwait(false)
+                : FeatureExplanations.Load(spec);
+        }
+
+        string? model = sae.NeuronpediaModel;
+        string? source = sae.Sae.Config.NeuronpediaSource;
+        if (model is null || source is null)
+        {
+            return null;
+        }
+
+        string name = $"explanations_{model}_{source}.json";
+        foreach (var dir in new[] { sae.Folder, Path.GetDirectoryName(Path.GetFullPath(sae.Folder)) })
+        {
+            if (dir is not null && File.Exists(Path.Combine(dir, name)))
+            {
+                return FeatureExplanations.Load(Path.Combine(dir, name));
+            }
+        }
+
+        if (sae.Release is null || HubOptions.FromEnvironment().Offline)
+        {
+            return null;
+        }
+
+        try
+        {
+            return await FeatureExplanations.LoadAsync(NeuronpediaExportUrl(model, source), ExplanationsCacheDir, cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (FeatureExplanationsException ex)
+        {
+            log?.WriteLine($"warning: no feature descriptions: {OneLine(ex.Message)}");
+            return null;
+        }
+    }
+
+    /// <summary>Where downloaded explanation exports are cached: <c>$LLAVA_INTERP_CACHE</c> or <c>~/.cache/llava-interp/explanations</c>.</summary>
+    public static string ExplanationsCacheDir =>
+        Environment.GetEnvironmentVariable("LLAVA_INTERP_CACHE") is { Length: > 0 } dir
+            ? Path.Combine(dir, "explanations")
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "llava-interp", "explanations");
+
+    /// <summary>A message on one line (line breaks become spaces).</summary>
+    public static string OneLine(string message) =>
+        string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+    // One line when a file starts downloading and one when it is complete: per-chunk lines would flood redirected output.
+    // Progress<T> would post to the thread pool and reorder lines, so this reports synchronously.
+    private static IProgress<HubDownloadProgress> DownloadLog(TextWriter log) => new DownloadLogger(log);
+
+    private sealed class DownloadLogger(TextWriter log) : IProgress<HubDownloadProgress>
+    {
+        private readonly HashSet<string> _started = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _done = new(StringComparer.Ordinal);
+
+        public void Report(HubDownloadProgress value)
+        {
+            lock (_started)
+            {
+                if (_started.Add(value.File))
+                {
+                    string size = value.TotalBytes is long t ? $" ({t / 1e6:F1} MB)" : string.Empty;
+                    log.WriteLine($"downloading {value.File}{size}");
+                }
+
+                if (value.TotalBytes is long total && value.BytesDone >= total && _done.Add(value.File))
+                {
+                    log.WriteLine($"downloaded {value.File}");
+                }
+            }
+        }
+    }
+}
