@@ -31,7 +31,7 @@ public static class PilImageDecoder
     /// </summary>
     public const long MaxPixels = 2L * 89_478_485;
 
-    private static readonly Configuration DecoderConfiguration = CreateConfiguration();
+    private static readonly SixLabors.ImageSharp.Configuration DecoderConfiguration = CreateConfiguration();
 
     /// <summary>Decodes the image file at <paramref name="path"/>.</summary>
     /// <param name="path">The image file.</param>
@@ -84,9 +84,9 @@ public static class PilImageDecoder
         return DecodeCore(stream, sourceName);
     }
 
-    private static Configuration CreateConfiguration()
+    private static SixLabors.ImageSharp.Configuration CreateConfiguration()
     {
-        Configuration config = Configuration.Default.Clone();
+        SixLabors.ImageSharp.Configuration config = SixLabors.ImageSharp.Configuration.Default.Clone();
         config.ImageFormatsManager.SetDecoder(GifFormat.Instance, new GifDecoder { DecodingMode = FrameDecodingMode.First });
         config.ImageFormatsManager.SetDecoder(TiffFormat.Instance, new TiffDecoder { DecodingMode = FrameDecodingMode.First });
         return config;
