@@ -71,9 +71,7 @@ public sealed class ClipVisionHookTests
         using var model = TinyClip.Load();
         using var _ = torch.no_grad();
         var pixels = torch.cat([TinyClip.Pixels(), TinyClip.Pixels()], 0);
-        var (result, cache) = model.RunWithCache(new ClipVisionInput(pixels));
-        using var cacheScope = cache;
-        result.Dispose();
+        using var cache = TinyClip.Cache(model, pixels: pixels);
 
         Assert.Equal([2L, 16, 32], cache["vision.hook_patch_embed"].shape);
         Assert.Equal([2L, 17, 32], cache["vision.hook_embed"].shape);
@@ -96,9 +94,7 @@ public sealed class ClipVisionHookTests
         using var scope = torch.NewDisposeScope();
         using var model = TinyClip.Load();
         using var _ = torch.no_grad();
-        var (result, cache) = model.RunWithCache(new ClipVisionInput(TinyClip.Pixels()));
-        using var cacheScope = cache;
-        result.Dispose();
+        using var cache = TinyClip.Cache(model);
 
         var attn = model.VisionModel.Encoder.Layers[1].SelfAttn;
         var mlp = model.VisionModel.Encoder.Layers[1].Mlp;

@@ -15,9 +15,7 @@ public sealed class ClipVisionParityTests(ITestOutputHelper output)
         using var scope = torch.NewDisposeScope();
         using var model = TinyClip.Load();
         using var _ = torch.no_grad();
-        var (result, cache) = model.RunWithCache(new ClipVisionInput(TinyClip.Pixels()), n => n == "vision.hook_patch_embed");
-        using var cacheScope = cache;
-        result.Dispose();
+        using var cache = TinyClip.Cache(model, n => n == "vision.hook_patch_embed");
 
         // Golden is the raw conv output [1, D, rows, cols]; the hook holds it flattened row-major: [1, rows*cols, D].
         var golden = Fixture.Load("vision.patch_embeds");
@@ -31,9 +29,7 @@ public sealed class ClipVisionParityTests(ITestOutputHelper output)
         using var scope = torch.NewDisposeScope();
         using var model = TinyClip.Load();
         using var _ = torch.no_grad();
-        var (result, cache) = model.RunWithCache(new ClipVisionInput(TinyClip.Pixels()), n => n == "vision.hook_embed");
-        using var cacheScope = cache;
-        result.Dispose();
+        using var cache = TinyClip.Cache(model, n => n == "vision.hook_embed");
 
         Report("vision.embeddings", TensorAssert.Close(Fixture.Load("vision.embeddings"), cache["vision.hook_embed"], what: "embeddings"));
     }
@@ -65,9 +61,7 @@ public sealed class ClipVisionParityTests(ITestOutputHelper output)
         using var scope = torch.NewDisposeScope();
         using var model = TinyClip.Load();
         using var _ = torch.no_grad();
-        var (result, cache) = model.RunWithCache(new ClipVisionInput(TinyClip.Pixels()));
-        using var cacheScope = cache;
-        result.Dispose();
+        using var cache = TinyClip.Cache(model);
 
         var golden = Fixture.Load("vision.hidden_states");
         TensorAssert.Close(golden[0], cache["vision.ln_pre.hook_normalized"], what: "ln_pre");
@@ -92,9 +86,7 @@ public sealed class ClipVisionParityTests(ITestOutputHelper output)
         using var scope = torch.NewDisposeScope();
         using var model = TinyClip.Load();
         using var _ = torch.no_grad();
-        var (result, cache) = model.RunWithCache(new ClipVisionInput(TinyClip.Pixels()), n => n.EndsWith("attn.hook_pattern", StringComparison.Ordinal));
-        using var cacheScope = cache;
-        result.Dispose();
+        using var cache = TinyClip.Cache(model, n => n.EndsWith("attn.hook_pattern", StringComparison.Ordinal));
 
         var golden = Fixture.Load("vision.attentions");
         var stacked = cache.Stack("attn.hook_pattern", "vision.");

@@ -1,3 +1,4 @@
+using LlavaInterp.Hooks;
 using LlavaInterp.Models.Clip;
 using LlavaInterp.TensorFiles;
 using LlavaInterp.Tests.Support;
@@ -23,6 +24,14 @@ internal static class TinyClip
         model.LoadWeights(file, Prefix);
         model.eval();
         return model;
+    }
+
+    /// <summary>Runs the model once and returns the activations at the hook points the filter accepts (all when null).</summary>
+    public static ActivationCache Cache(HookedClipVisionModel model, Func<string, bool>? filter = null, torch.Tensor? pixels = null)
+    {
+        var (output, cache) = model.RunWithCache(new ClipVisionInput(pixels ?? Pixels()), filter);
+        output.Dispose();
+        return cache;
     }
 
     /// <summary>The image_chat prompt's pixels [1,3,32,32].</summary>
