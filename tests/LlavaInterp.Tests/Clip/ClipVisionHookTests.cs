@@ -7,48 +7,41 @@ namespace LlavaInterp.Tests.Clip;
 
 public sealed class ClipVisionHookTests
 {
-    // Block hook points that are children of the block itself, in declaration (= forward) order.
-    private static readonly string[] BlockHooks =
+
+    // Every hook point of a block, in the order the forward pass reaches it.
+    private static readonly string[] ExecutionOrder =
     [
         "hook_resid_pre",
         "ln1.hook_normalized",
-        "hook_attn_out",
-        "hook_resid_mid",
-        "ln2.hook_normalized",
-        "hook_mlp_out",
-        "hook_resid_post",
-    ];
-
-    // Hook points of the attention and MLP sub-modules, in forward order.
-    private static readonly string[] SubmoduleHooks =
-    [
         "attn.hook_q",
         "attn.hook_k",
         "attn.hook_v",
         "attn.hook_attn_scores",
         "attn.hook_pattern",
         "attn.hook_z",
+        "hook_attn_out",
+        "hook_resid_mid",
+        "ln2.hook_normalized",
         "mlp.hook_pre",
         "mlp.hook_post",
+        "hook_mlp_out",
+        "hook_resid_post",
     ];
+
 
     [Fact]
     public void HookNamesAreTheGoldenList()
     {
         using var model = new HookedClipVisionModel(TinyClip.Config(), device: torch.device("meta"));
 
-        // SetupHooks lists hook points in TorchSharp's named_modules order, which yields a module's own children before
-        // its grandchildren: the transformer-level hooks first, then the embeddings' hook, then each block (its own
-        // hooks, then those of attn and mlp).
-        var expected = new List<string>
-        {
-            "vision.hook_embed", "vision.ln_pre.hook_normalized", "vision.ln_post.hook_normalized", "vision.hook_patch_embed",
-        };
+        // Hook points come out in execution order (PyTorch's pre-order module walk).
+        var expected = new List<string> { "vision.hook_patch_embed", "vision.hook_embed", "vision.ln_pre.hook_normalized" };
         for (int i = 0; i < 3; i++)
         {
-            expected.AddRange(BlockHooks.Concat(SubmoduleHooks).Select(h => $"vision.blocks.{i}.{h}"));
+            expected.AddRange(ExecutionOrder.Select(h => $"vision.blocks.{i}.{h}"));
         }
 
+        expected.Add("vision.ln_post.hook_normalized");
         Assert.Equal(expected, model.HookNames);
         Assert.Equal(2, model.GetHookPoint("vision.blocks.2.attn.hook_pattern").Layer);
         Assert.Null(model.GetHookPoint("vision.hook_embed").Layer);
@@ -59,7 +52,7 @@ public sealed class ClipVisionHookTests
     {
         using var model = new HookedClipVisionModel(TinyClip.Config(), hookPrefix: "", device: torch.device("meta"));
 
-        Assert.Equal("hook_embed", model.HookNames[0]);
+        Assert.Equal("hook_patch_embed", model.HookNames[0]);
         Assert.Contains("blocks.1.attn.hook_z", model.HookNames);
         Assert.Throws<ArgumentException>(() => new HookedClipVisionModel(TinyClip.Config(), hookPrefix: "vision", device: torch.device("meta")));
     }
