@@ -1,4 +1,5 @@
 using System.Collections;
+using LlavaInterp.TensorFiles;
 using TorchSharp;
 
 namespace LlavaInterp.Hooks;
@@ -88,6 +89,19 @@ public sealed class ActivationCache : IReadOnlyDictionary<string, torch.Tensor>,
         }
 
         _tensors[name] = tensor;
+    }
+
+    /// <summary>
+    /// Writes every cached activation to a safetensors file, named by hook name. The file is written to a temporary
+    /// name and moved into place, so a failure never leaves a partial file.
+    /// </summary>
+    /// <param name="path">Output file.</param>
+    /// <param name="metadata">Optional <c>__metadata__</c> strings.</param>
+    /// <param name="cancellationToken">Cancels the write (nothing is left behind).</param>
+    public void Save(string path, IReadOnlyDictionary<string, string>? metadata = null, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        SafetensorsWriter.Save(path, this, metadata, cancellationToken: cancellationToken);
     }
 
     /// <inheritdoc/>

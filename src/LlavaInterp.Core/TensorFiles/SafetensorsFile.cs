@@ -33,7 +33,7 @@ public sealed class SafetensorsFile : ITensorSource
     /// <summary>Absolute byte offset where the data area starts (8 + header length).</summary>
     public long DataStart { get; }
 
-    /// <summary>The <c>__metadata__</c> string map (empty when absent).</summary>
+    /// <summary>The <c>__metadata__</c> string map (empty when absent), enumerated in file order.</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
     /// <inheritdoc/>
@@ -53,6 +53,18 @@ public sealed class SafetensorsFile : ITensorSource
             throw new TensorFileException(path, null, "file not found.");
         }
 
+        try
+        {
+            return OpenValidated(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new TensorFileException(path, null, $"cannot be read: {ex.Message}", ex);
+        }
+    }
+
+    private static SafetensorsFile OpenValidated(string path)
+    {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         long fileLength = stream.Length;
         if (fileLength < 8)
@@ -101,12 +113,29 @@ public sealed class SafetensorsFile : ITensorSource
             }
 
             var entries = new Dictionary<string, TensorEntry>(StringComparer.Ordinal);
+
+            // Insertion order is file order, so a re-save writes the metadata keys as they were.
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+            bool sawMetadata = false;
             long dataLength = fileLength - dataStart;
+
+            // JsonDocument keeps repeated keys (and TryGetProperty would silently pick one), so every
+            // object is enumerated and a repeated key is an error, as in the Rust reader (serde).
             foreach (var property in doc.RootElement.EnumerateObject())
             {
                 if (property.Name == "__metadata__")
                 {
+                    if (sawMetadata)
+                    {
+                        throw new TensorFileException(path, null, "__metadata__ appears more than once in the header.");
+                    }
+
+                    sawMetadata = true;
+                    if (property.Value.ValueKind == JsonValueKind.Null)
+                    {
+                        continue;
+                    }
+
                     if (property.Value.ValueKind != JsonValueKind.Object)
                     {
                         throw new TensorFileException(path, null, "__metadata__ is not an object of strings.");
@@ -119,7 +148,10 @@ public sealed class SafetensorsFile : ITensorSource
                             throw new TensorFileException(path, null, $"__metadata__ value '{m.Name}' is not a string.");
                         }
 
-                        metadata[m.Name] = m.Value.GetString()!;
+                        if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
+                        {
+                            throw new TensorFileException(path, null, $"__metadata__ key '{m.Name}' appears more than once.");
+                        }
                     }
 
                     continue;
@@ -152,12 +184,43 @@ public sealed class SafetensorsFile : ITensorSource
     {
         string name = property.Name;
         var value = property.Value;
-        if (value.ValueKind != JsonValueKind.Object
-            || !value.TryGetProperty("dtype", out var dtypeEl) || dtypeEl.ValueKind != JsonValueKind.String
-            || !value.TryGetProperty("shape", out var shapeEl) || shapeEl.ValueKind != JsonValueKind.Array
-            || !value.TryGetProperty("data_offsets", out var offEl) || offEl.ValueKind != JsonValueKind.Array)
+        if (value.ValueKind != JsonValueKind.Object)
         {
             throw new TensorFileException(path, name, "entry must be an object with 'dtype', 'shape' and 'data_offsets'.");
+        }
+
+        JsonElement? dtypeField = null, shapeField = null, offsetsField = null;
+        foreach (var field in value.EnumerateObject())
+        {
+            // Unknown fields are ignored (as serde does); repeated known ones are ambiguous.
+            ref JsonElement? slot = ref dtypeField;
+            switch (field.Name)
+            {
+                case "dtype":
+                    break;
+                case "shape":
+                    slot = ref shapeField;
+                    break;
+                case "data_offsets":
+                    slot = ref offsetsField;
+                    break;
+                default:
+                    continue;
+            }
+
+            if (slot is not null)
+            {
+                throw new TensorFileException(path, name, $"field '{field.Name}' appears more than once.");
+            }
+
+            slot = field.Value;
+        }
+
+        if (dtypeField is not { ValueKind: JsonValueKind.String } dtypeEl
+            || shapeField is not { ValueKind: JsonValueKind.Array } shapeEl
+            || offsetsField is not { ValueKind: JsonValueKind.Array } offEl)
+        {
+            throw new TensorFileException(path, name, "entry must be an object with 'dtype' (string), 'shape' (list) and 'data_offsets' (list).");
         }
 
         string dtype = dtypeEl.GetString()!;
@@ -178,7 +241,11 @@ public sealed class SafetensorsFile : ITensorSource
         }
 
         var offsets = offEl.EnumerateArray().ToList();
-        if (offsets.Count != 2 || !offsets[0].TryGetInt64(out long begin) || !offsets[1].TryGetInt64(out long end) || begin < 0 || end < begin)
+        long begin = 0, end = 0;
+        if (offsets.Count != 2
+            || offsets[0].ValueKind != JsonValueKind.Number || !offsets[0].TryGetInt64(out begin)
+            || offsets[1].ValueKind != JsonValueKind.Number || !offsets[1].TryGetInt64(out end)
+            || begin < 0 || end < begin)
         {
             throw new TensorFileException(path, name, "data_offsets must be [begin, end] with 0 <= begin <= end.");
         }
@@ -257,6 +324,9 @@ public sealed class SafetensorsFile : ITensorSource
             {
                 long length = new FileInfo(FilePath).Length;
                 map = torch.from_file(FilePath, shared: false, size: length / size, dtype: type);
+
+                // The mapping lives as long as this file, not as long as the caller's dispose scope.
+                map.DetachFromDisposeScope();
                 _maps[type] = map;
             }
 
