@@ -37,7 +37,7 @@ public static class FeatureActivations
         var rows = Rows(acts, positions);
         var result = aggregation switch
         {
-            FeatureAggregation.Sum => rows.sum(0),
+            FeatureAggregation.Sum => rows.sum(dim: 0),
             FeatureAggregation.Mean => rows.mean([0L]),
             FeatureAggregation.Max => rows.max(0).values,
             _ => throw new ArgumentOutOfRangeException(nameof(aggregation), aggregation, "Unknown aggregation."),

@@ -66,7 +66,7 @@ public sealed class FeatureDensity
         }
 
         var flat = acts.reshape(-1, DSae);
-        var counts = flat.gt(ActiveThreshold).sum(0, type: ScalarType.Int64).cpu().data<long>().ToArray();
+        var counts = flat.gt(ActiveThreshold).sum(dim: 0, type: ScalarType.Int64).cpu().data<long>().ToArray();
         lock (_lock)
         {
             for (int i = 0; i < DSae; i++)

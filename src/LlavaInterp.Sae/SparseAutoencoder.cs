@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
 using LlavaInterp.Configuration;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
@@ -67,9 +69,15 @@ public sealed class SparseAutoencoder : IDisposable
         Architecture = architecture;
         _dtype = dtype;
         _device = device;
+        // The SAE owns its weights: whatever dispose scope the caller is in must not free them.
+        foreach (var t in weights.Values)
+        {
+            t.DetachFromDisposeScope();
+        }
+
         _wEnc = weights["W_enc"];
         _wDec = weights["W_dec"];
-        _bEnc = weights.TryGetValue("b_enc", out var bEnc) ? bEnc : torch.zeros(config.DSae, dtype: dtype, device: device);
+        _bEnc = weights["b_enc"];
         _bDec = weights["b_dec"];
         _threshold = weights.GetValueOrDefault("threshold");
         _bGate = weights.GetValueOrDefault("b_gate");
@@ -172,6 +180,76 @@ public sealed class SparseAutoencoder : IDisposable
             var sae = Build(config, weights, dtype, device, (tensor, message) => new TensorFileException(file.FilePath, tensor, message));
             weights.Clear();
             return sae.ApplyScaling(options, entry);
+        }
+        finally
+        {
+            foreach (var t in weights.Values)
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Loads a GemmaScope JumpReLU SAE from its <c>params.npz</c> (<c>W_enc</c> [d_in, d_sae], <c>W_dec</c> [d_sae, d_in],
+    /// <c>b_enc</c>, <c>b_dec</c>, <c>threshold</c>; lower-case <c>w_</c> names are accepted), with SAELens's GemmaScope
+    /// config: architecture <c>jumprelu</c>, <c>apply_b_dec_to_input = false</c>, no normalization, float32.
+    /// GemmaScope folders carry no config, so the hook point is given.
+    /// </summary>
+    /// <param name="paramsNpzPath">The <c>params.npz</c> file, or the folder that holds it.</param>
+    /// <param name="hookName">The hook point the SAE reads, e.g. <c>blocks.20.hook_resid_post</c>.</param>
+    /// <param name="options">Device, dtype, scaling factor, logger (release metadata is not used).</param>
+    /// <param name="hookLayer">The block; null reads it from <paramref name="hookName"/> (0 when it has none, e.g. <c>hook_embed</c>).</param>
+    /// <param name="modelName">The model name recorded in the config.</param>
+    /// <exception cref="TensorFileException">The archive is missing or malformed, or lacks an array, or an array has the wrong shape.</exception>
+    public static SparseAutoencoder LoadGemmaScope(string paramsNpzPath, string hookName, SaeLoadOptions? options = null, int? hookLayer = null, string? modelName = null)
+    {
+        ArgumentNullException.ThrowIfNull(paramsNpzPath);
+        ArgumentException.ThrowIfNullOrWhiteSpace(hookName);
+        options ??= new SaeLoadOptions();
+        string path = Directory.Exists(paramsNpzPath) ? Path.Combine(paramsNpzPath, GemmaScopeFileName) : paramsNpzPath;
+        using var npz = Npz.Load(path);
+        // SAELens's GemmaScope loader renames w_enc/w_dec to W_enc/W_dec.
+        string Key(string name) => name.StartsWith("w_", StringComparison.Ordinal) ? "W_" + name[2..] : name;
+        var arrays = npz.Names.ToDictionary(Key, n => npz[n], StringComparer.Ordinal);
+        if (!arrays.TryGetValue("W_enc", out var wEnc) || wEnc.dim() != 2)
+        {
+            throw new TensorFileException(npz.FilePath, "W_enc", arrays.ContainsKey("W_enc")
+                ? $"has shape [{Shape(arrays["W_enc"])}]; expected [d_in, d_sae]."
+                : $"is missing (the archive has: {string.Join(", ", npz.Names)}).");
+        }
+
+        var match = Regex.Match(hookName, @"(?:^|\.)blocks\.(\d+)\.");
+        var config = new SaeConfig
+        {
+            Architecture = "jumprelu",
+            DIn = checked((int)wEnc.shape[0]),
+            DSae = checked((int)wEnc.shape[1]),
+            DType = "float32",
+            ModelName = modelName,
+            HookName = hookName,
+            HookLayer = hookLayer ?? (match.Success ? int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0),
+            ActivationFn = "relu",
+            ApplyBDecToInput = false,
+            NormalizeActivations = "none",
+            PrependBos = true,
+            DatasetPath = "monology/pile-uncopyrighted",
+            ContextSize = 1024,
+        };
+
+        var dtype = options.DType ?? ScalarType.Float32;
+        var device = options.Device ?? torch.CPU;
+        var weights = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var (name, t) in arrays)
+            {
+                weights[name] = t.to(device).to(dtype).clone();
+            }
+
+            var sae = Build(config, weights, dtype, device, (tensor, message) => new TensorFileException(npz.FilePath, tensor, message));
+            weights.Clear();
+            return sae.ApplyScaling(options with { Release = null, SaeId = null }, null);
         }
         finally
         {
@@ -690,7 +768,7 @@ public sealed class SparseAutoencoder : IDisposable
 
         _wMag?.Dispose();
         using var scope = torch.NewDisposeScope();
-        _wMag = (_wEnc * _rMag!.exp()).MoveToOuterDisposeScope();
+        _wMag = (_wEnc * _rMag!.exp()).DetachFromDisposeScope();
     }
 
     private Tensor Alive(Tensor t)
