@@ -37,7 +37,7 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
     {
         var dict = new Dictionary<string, HookPoint>(StringComparer.Ordinal);
         var names = new List<string>();
-        foreach (var module in modules())
+        foreach (var module in DepthFirst(this))
         {
             if (module is HookPoint point)
             {
@@ -52,6 +52,20 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
 
         _hookDict = dict;
         _hookNames = names;
+    }
+
+    // TorchSharp's modules() lists all children before any grandchild; PyTorch order (pre-order depth first) keeps
+    // hook names in execution order when a module holds hook points both directly and inside its children.
+    private static IEnumerable<torch.nn.Module> DepthFirst(torch.nn.Module module)
+    {
+        foreach (var (_, child) in module.named_children())
+        {
+            yield return child;
+            foreach (var descendant in DepthFirst(child))
+            {
+                yield return descendant;
+            }
+        }
     }
 
     /// <summary>The hook point of that name.</summary>
