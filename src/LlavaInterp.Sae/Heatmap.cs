@@ -1,3 +1,4 @@
+using LlavaInterp.Models.Clip;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using TorchSharp;
@@ -51,6 +52,14 @@ public static class Heatmap
         var rgb = new byte[image.Width * image.Height * 3];
         image.CopyPixelDataTo(rgb);
         Render(image.Width, image.Height, rgb, map, outputPath, colormap, alpha, min, max);
+    }
+
+    /// <summary>Renders over the processor's RGB image (e.g. the centre crop CLIP saw) and writes a PNG of its size.</summary>
+    /// <exception cref="ArgumentException">The map is not 2-D or alpha is outside 0..1.</exception>
+    public static void Render(RgbImage image, Tensor map, string outputPath, Colormap colormap = Colormap.Jet, double alpha = 0.5, double? min = null, double? max = null)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        Render(image.Width, image.Height, image.Pixels, map, outputPath, colormap, alpha, min, max);
     }
 
     /// <summary>Renders over raw RGB bytes (row-major, 3 bytes per pixel).</summary>

@@ -160,7 +160,10 @@ public sealed class FeatureAnalysisTests
             Heatmap.Render(img, maps[0], dir.File("imagesharp.png"));
         }
 
+        Heatmap.Render(new LlavaInterp.Models.Clip.RgbImage(32, 32, bytes), maps[0], dir.File("rgbimage.png"));
+
         Assert.Equal(File.ReadAllBytes(dir.File("each/feature_221.png")), File.ReadAllBytes(dir.File("bytes.png")));
+        Assert.Equal(File.ReadAllBytes(dir.File("bytes.png")), File.ReadAllBytes(dir.File("rgbimage.png")));
         Assert.Equal(File.ReadAllBytes(dir.File("bytes.png")), File.ReadAllBytes(dir.File("imagesharp.png")));
     }
 
