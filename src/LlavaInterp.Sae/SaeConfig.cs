@@ -92,6 +92,7 @@ public sealed record SaeConfig
 
     /// <summary><c>k</c> at the top level (later SAELens TopK configs); <see cref="TopK"/> reads either place.</summary>
     [JsonPropertyName("k")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? K { get; init; }
 
     /// <summary><c>apply_b_dec_to_input</c>: subtract <c>b_dec</c> from the input before encoding.</summary>

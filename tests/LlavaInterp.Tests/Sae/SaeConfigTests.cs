@@ -117,7 +117,10 @@ public sealed class SaeConfigTests
     public void ConfigRoundTripsThroughJson()
     {
         var c = SaeConfig.Load(Path.Combine(SaeFixture.StandardFolder, "cfg.json"));
-        var again = SaeConfig.Parse(c.ToJson(), "roundtrip");
+        string json = c.ToJson();
+        Assert.DoesNotContain("\"k\"", json);
+        Assert.Contains("\"hook_name\": \"blocks.2.hook_resid_post\"", json);
+        var again = SaeConfig.Parse(json, "roundtrip");
         Assert.Equal(c.HookName, again.HookName);
         Assert.Equal(c.DSae, again.DSae);
         Assert.Equal(c.NeuronpediaId, again.NeuronpediaId);
