@@ -15,9 +15,11 @@ public sealed class ArgumentParsingTests
         Assert.Equal("hi", a.Required("prompt"));
         a.RejectUnknown();
 
-        var single = CliArgs.Parse(["--prompt", "a", "b"], new HashSet<string>(), new HashSet<string>());
-        Assert.Throws<CliUsageException>(() => CliArgs.Parse(["--prompt", "a", "b"], new HashSet<string>()));
-        Assert.Throws<CliUsageException>(() => single.Optional("prompt"));
+        // A single-valued option takes one value, and only once.
+        Assert.Throws<CliUsageException>(() => CliArgs.Parse(["--prompt", "a", "b"], new HashSet<string>(), new HashSet<string>()));
+        var twice = CliArgs.Parse(["--prompt", "a", "--prompt", "b"], new HashSet<string>());
+        Assert.Throws<CliUsageException>(() => twice.Optional("prompt"));
+        Assert.Throws<CliUsageException>(() => CliArgs.Parse(["--image"], new HashSet<string>(), new HashSet<string> { "image" }));
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using LlavaInterp.TensorFiles;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
 using Xunit.Abstractions;
+using static TorchSharp.torch;
 
 namespace LlavaInterp.Tests.Cli;
 

@@ -12,7 +12,7 @@ public sealed class ErrorPathTests
         var line = Assert.Single(run.ErrorLines);
         Assert.StartsWith("llava-interp: ", line, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", run.Stderr, StringComparison.Ordinal);
-        Assert.Empty(CliRun.FilesUnder(dir.Path).Where(f => !f.StartsWith("input", StringComparison.Ordinal)));
+        Assert.DoesNotContain(CliRun.FilesUnder(dir.Path), f => !f.StartsWith("input", StringComparison.Ordinal));
         return line;
     }
 
