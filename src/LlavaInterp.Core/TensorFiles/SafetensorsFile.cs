@@ -256,7 +256,8 @@ public sealed class SafetensorsFile : ITensorSource
             if (!_maps.TryGetValue(type, out var map))
             {
                 long length = new FileInfo(FilePath).Length;
-                map = torch.from_file(FilePath, shared: false, size: length / size, dtype: type);
+                // The mapping belongs to this file object, not to whatever dispose scope the first Load ran in.
+                map = torch.from_file(FilePath, shared: false, size: length / size, dtype: type).DetachFromDisposeScope();
                 _maps[type] = map;
             }
 
