@@ -110,14 +110,16 @@ public sealed record GemmaConfig : HfConfig
     [JsonPropertyName("architectures")]
     public string[]? Architectures { get; init; }
 
-    /// <summary>The MLP activation Gemma v1 uses: <see cref="HiddenActivation"/>, or <c>gelu_pytorch_tanh</c> when it is null.</summary>
-    /// <exception cref="ConfigException">The activation name is not supported.</exception>
-    [JsonIgnore]
-    public GemmaActivation Activation => GemmaActivations.Parse(HiddenActivation ?? "gelu_pytorch_tanh", "GemmaConfig");
-
     /// <summary>Query heads per key/value head.</summary>
     [JsonIgnore]
-    public int KeyValueGroups => NumAttentionHeads / NumKeyValueHeads;
+    public int KeyValueGroups => NumKeyValueHeads > 0 ? NumAttentionHeads / NumKeyValueHeads : 0;
+
+    /// <summary>
+    /// The MLP activation Gemma v1 uses: <see cref="HiddenActivation"/>, or <c>gelu_pytorch_tanh</c> when it is null
+    /// (<c>hidden_act</c> is ignored, as in HF).
+    /// </summary>
+    /// <exception cref="ConfigException">The activation name is not supported.</exception>
+    public GemmaActivation ResolveActivation() => GemmaActivations.Parse(HiddenActivation ?? "gelu_pytorch_tanh", "GemmaConfig");
 
     /// <summary>
     /// Loads a <c>config.json</c>: a Gemma configuration (<c>model_type</c> "gemma" or absent) or a LLaVA one, whose

@@ -40,7 +40,7 @@ public sealed class GemmaMlp : nn.Module<Tensor, Tensor>
         : base(nameof(GemmaMlp))
     {
         ArgumentNullException.ThrowIfNull(config);
-        Activation = config.Activation;
+        Activation = config.ResolveActivation();
         _gateProj = GemmaLinear.Create(config.HiddenSize, config.IntermediateSize, false, dtype, device);
         _upProj = GemmaLinear.Create(config.HiddenSize, config.IntermediateSize, false, dtype, device);
         _downProj = GemmaLinear.Create(config.IntermediateSize, config.HiddenSize, false, dtype, device);

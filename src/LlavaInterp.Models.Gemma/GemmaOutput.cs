@@ -33,10 +33,11 @@ public sealed class GemmaOutput : IDisposable
     /// <summary>Number of positions before this pass (the absolute position of its first token).</summary>
     public long PastLength { get; init; }
 
-    /// <summary>Per-block "output not finite" flags [blocks run + 1] (entry 0: the input embedding), read lazily.</summary>
-    internal Tensor? NonFiniteFlags { get; init; }
+    /// <summary>Float32 sums of the stream entering the first block and leaving each block run [blocks run + 1]; a
+    /// non-finite sum marks a non-finite stream. Read only when the logits are not finite.</summary>
+    internal Tensor? Checksums { get; init; }
 
-    /// <summary>First block index covered by <see cref="NonFiniteFlags"/>.</summary>
+    /// <summary>First block index covered by <see cref="Checksums"/>.</summary>
     internal int FirstLayer { get; init; }
 
     /// <summary>Disposes the tensors this output owns.</summary>
@@ -45,6 +46,6 @@ public sealed class GemmaOutput : IDisposable
         Logits?.Dispose();
         ResidualStream.Dispose();
         LastHiddenState?.Dispose();
-        NonFiniteFlags?.Dispose();
+        Checksums?.Dispose();
     }
 }

@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 
 namespace LlavaInterp.Models.Gemma;
@@ -10,6 +11,9 @@ namespace LlavaInterp.Models.Gemma;
 /// </summary>
 public sealed class GemmaRotaryEmbedding : nn.Module<Tensor, (Tensor Cos, Tensor Sin)>
 {
+    // Named so that RegisterComponents (which TorchSharp also runs when the module is registered as a child)
+    // recognises the non-persistent buffer registered below instead of adding the field as a persistent one.
+    [ComponentName(Name = "inv_freq")]
     private readonly Tensor _invFreq;
 
     /// <summary>Creates the table generator.</summary>

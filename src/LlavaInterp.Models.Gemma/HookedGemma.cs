@@ -95,7 +95,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
 
         using var scope = NewDisposeScope();
         var output = _model.call(input);
-        var flags = output.NonFiniteFlags;
+        var checksums = output.Checksums;
         if (!input.ComputeLogits || output.LastHiddenState is not { } last)
         {
             return Outer(output, null);
@@ -117,7 +117,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
 
         if (Device.type != DeviceType.META && !logits.isfinite().all().item<bool>())
         {
-            throw Locate(flags!, output.FirstLayer);
+            throw Locate(checksums!, output.FirstLayer);
         }
 
         return Outer(output, logits);
@@ -320,9 +320,9 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
         }
     }
 
-    private static NonFiniteActivationException Locate(Tensor flags, int firstLayer)
+    private static NonFiniteActivationException Locate(Tensor checksums, int firstLayer)
     {
-        var hits = flags.nonzero();
+        var hits = checksums.isfinite().logical_not().nonzero();
         if (hits.shape[0] == 0)
         {
             return new NonFiniteActivationException("logits", null, "The logits contain NaN or infinity although every block's output is finite: the final norm or the unembedding overflowed.");

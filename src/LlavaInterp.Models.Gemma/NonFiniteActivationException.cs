@@ -2,7 +2,8 @@ namespace LlavaInterp.Models.Gemma;
 
 /// <summary>
 /// Thrown when a forward pass produced NaN or infinite logits. Names the first place the residual stream stopped being
-/// finite (cheap to find: each block records a flag on the device and the flags are read only after the logits fail).
+/// finite (cheap to find: each block records a float32 checksum of its output on the device; they are read only after
+/// the logits fail).
 /// </summary>
 public sealed class NonFiniteActivationException : Exception
 {
