@@ -213,6 +213,44 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AttentionBiasesAreLoadedAndAddedAfterTheProjections()
+    {
+        using var scope = NewDisposeScope();
+        using var file = SafetensorsFile.Open(TinyGemma.CheckpointPath);
+        using var source = MemoryTensorSource.From(file, n => n);
+        var config = TinyGemma.Config with { AttentionBias = true };
+        using var model = new HookedGemma(config);
+        Assert.Contains("model.layers.0.self_attn.q_proj.bias", model.state_dict().Keys);
+        var missing = Assert.Throws<WeightLoadException>(() => model.LoadWeights(source, "language_model."));
+        Assert.Equal(16, missing.MissingKeys.Count); // q/k/v/o biases of 4 layers
+
+        foreach (var proj in new[] { "q_proj", "k_proj", "v_proj", "o_proj" })
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                long width = proj is "k_proj" or "v_proj" ? 16 : 64;
+                source.Set($"language_model.model.layers.{i}.self_attn.{proj}.bias", zeros(width));
+            }
+        }
+
+        model.LoadWeights(source, "language_model.");
+        using (var zero = model.call(GemmaInput.FromIds(TinyGemma.TextIds)))
+        {
+            TensorAssert.Close(Fixture.Load("lm.text_chat.logits"), zero.Logits!);
+        }
+
+        // A bias on o_proj of layer 1 acts exactly like adding it to blocks.1.hook_attn_out of the bias-free model.
+        var bias = linspace(-0.5, 0.5, 64);
+        source.Set("language_model.model.layers.1.self_attn.o_proj.bias", bias.clone());
+        model.LoadWeights(source, "language_model.");
+        using var reference = TinyGemma.Load();
+        using var expected = reference.RunWithHooks(GemmaInput.FromIds(TinyGemma.TextIds), ("blocks.1.hook_attn_out", (x, _) => x + bias));
+        using var actual = model.call(GemmaInput.FromIds(TinyGemma.TextIds));
+        TensorAssert.Close(expected.Logits!, actual.Logits!);
+        Assert.False(expected.Logits!.allclose(Fixture.Load("lm.text_chat.logits"), 1e-3, 1e-3));
+    }
+
+    [Fact]
     public void UnknownLayoutIsAWeightLoadError()
     {
         using var source = new MemoryTensorSource([new("foo.weight", zeros(2))]);
