@@ -91,9 +91,17 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
     /// <param name="attentionMask">[batch, total] (1 = attend).</param>
     /// <param name="newPositions">How many trailing positions to return.</param>
     /// <returns>[batch, newPositions] int64.</returns>
+    /// <exception cref="ArgumentException">The mask is not 2-D, or <paramref name="newPositions"/> exceeds its length.</exception>
     public static Tensor PositionIdsFromAttentionMask(Tensor attentionMask, long newPositions)
     {
         ArgumentNullException.ThrowIfNull(attentionMask);
+        if (attentionMask.dim() != 2)
+        {
+            throw new ArgumentException($"The attention mask must be [batch, positions]; got [{string.Join(", ", attentionMask.shape)}].", nameof(attentionMask));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegative(newPositions);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(newPositions, attentionMask.shape[1]);
         using var scope = NewDisposeScope();
         var mask = attentionMask.to(ScalarType.Int64);
         var positions = mask.cumsum(-1) - 1;
