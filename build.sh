@@ -11,6 +11,8 @@ case "$cmd" in
   test)
     dotnet restore LlavaInterp.sln
     dotnet build LlavaInterp.sln -c Release --no-restore
+    # Every layer must stay packable on its own (dotnet add package LlavaInterp brings them all).
+    dotnet pack LlavaInterp.sln -c Release --no-build -o artifacts/packages -v quiet
     dotnet test tests/LlavaInterp.Tests/LlavaInterp.Tests.csproj -c Release --no-build \
       --logger "console;verbosity=normal" "$@"
     ;;

@@ -10,6 +10,7 @@ namespace LlavaInterp.Benchmarks;
 /// the last layer) and a full activation cache.
 /// </summary>
 [MemoryDiagnoser]
+[MedianColumn]
 public class ClipBenchmarks
 {
     private HookedClipVisionModel _model = null!;

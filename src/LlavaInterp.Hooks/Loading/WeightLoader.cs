@@ -52,7 +52,12 @@ public static class WeightLoader
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(prefix);
-        sourceName ??= source is SafetensorsFile file ? file.FilePath : source.GetType().Name;
+        sourceName ??= source switch
+        {
+            SafetensorsFile file => file.FilePath,
+            ShardedSafetensors sharded => sharded.IndexPath,
+            _ => source.GetType().Name,
+        };
 
         // state_dict hands back the module's own parameter/buffer tensors: copying into them fills the module.
         var targets = module.state_dict();

@@ -45,6 +45,23 @@ public sealed class ClipVisionLoadingTests
     }
 
     [Fact]
+    public void ShardedCheckpointLoadsTheSameWeights()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var sharded = Checkpoint.Open(Fixture.ShardedModelDir);
+        using var model = new HookedClipVisionModel(TinyClip.Config());
+
+        var report = model.LoadWeights(sharded, TinyClip.Prefix);
+
+        Assert.Equal(55, report.Loaded.Count);
+        using var _ = torch.no_grad();
+        TensorAssert.Close(Fixture.Load("vision.pooler_output"), model.call(new ClipVisionInput(TinyClip.Pixels())).PooledOutput!, what: "sharded");
+
+        var ex = Assert.Throws<WeightLoadException>(() => model.LoadWeights(sharded, "nothing."));
+        Assert.EndsWith(Checkpoint.IndexFileName, ex.Checkpoint);
+    }
+
+    [Fact]
     public void NewerModelVisionTowerLayoutIsAccepted()
     {
         using var scope = torch.NewDisposeScope();

@@ -1,0 +1,119 @@
+using System.Text.Json;
+using LlavaInterp.Configuration;
+using LlavaInterp.Hub;
+using LlavaInterp.Models.Clip;
+using LlavaInterp.Models.Gemma;
+using LlavaInterp.TensorFiles;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace LlavaInterp.Llava;
+
+/// <content>Loading from a Hugging Face folder or hub repo id.</content>
+public sealed partial class HookedLlava
+{
+    /// <summary>
+    /// Loads a LLaVA checkpoint from a local folder or a Hugging Face repo id (resolved through the hub cache,
+    /// downloading missing files): config, sharded or single-file safetensors (memory-mapped), tokenizer and processor.
+    /// </summary>
+    /// <param name="pathOrRepoId">A folder, or <c>owner/name</c> such as <c>Intel/llava-gemma-2b</c>.</param>
+    /// <param name="options">dtype, device, strictness, hub settings, progress, logger.</param>
+    /// <param name="cancellationToken">Cancels downloads and loading.</param>
+    public static async Task<HookedLlava> FromPretrainedAsync(string pathOrRepoId, LlavaLoadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(pathOrRepoId);
+        options ??= new LlavaLoadOptions();
+        string folder = pathOrRepoId;
+        if (!Directory.Exists(pathOrRepoId))
+        {
+            if (!HubClient.LooksLikeRepoId(pathOrRepoId))
+            {
+                throw new DirectoryNotFoundException($"Model folder not found, and '{pathOrRepoId}' is not a Hugging Face repo id: {Path.GetFullPath(pathOrRepoId)}");
+            }
+
+            using var hub = new HubClient(options.Hub ?? HubOptions.FromEnvironment(), options.Logger);
+            folder = await hub.DownloadModelAsync(pathOrRepoId, options.Revision, options.DownloadProgress, cancellationToken).ConfigureAwait(false);
+        }
+
+        return FromPretrained(folder, options, cancellationToken);
+    }
+
+    /// <summary>Loads a LLaVA checkpoint from a local Hugging Face folder.</summary>
+    /// <exception cref="DirectoryNotFoundException">No such folder.</exception>
+    /// <exception cref="ConfigException">A bad configuration file.</exception>
+    /// <exception cref="TensorFileException">A missing or malformed checkpoint file.</exception>
+    /// <exception cref="LlavaInterp.Loading.WeightLoadException">The checkpoint does not fit the configuration.</exception>
+    public static HookedLlava FromPretrained(string folder, LlavaLoadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        options ??= new LlavaLoadOptions();
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"Model folder not found: {Path.GetFullPath(folder)}");
+        }
+
+        var logger = options.Logger ?? NullLogger.Instance;
+        var config = LlavaConfig.Load(Path.Combine(folder, "config.json"));
+        var tokenizer = GemmaTokenizer.FromPretrained(folder);
+        var imageProcessor = ClipImageProcessor.FromDirectory(folder);
+        var processorConfig = LlavaProcessorConfig.LoadOrDefault(Path.Combine(folder, "processor_config.json"));
+        var processor = new LlavaProcessor(tokenizer, imageProcessor, config, processorConfig);
+        var stops = ReadStopTokens(folder, config, tokenizer);
+
+        using var source = Checkpoint.Open(folder);
+        var model = new HookedLlava(config, processor, options.DType, options.Device) { DefaultStopTokenIds = stops, Logger = logger };
+        try
+        {
+            model.LoadWeights(source, options.Strict, cancellationToken);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+
+        logger.LogInformation("Loaded {Folder}: {Layers} language layers, {VisionLayers} vision layers, dtype {DType}.", folder, config.TextConfig.NumHiddenLayers, config.VisionConfig.NumHiddenLayers, options.DType);
+        return model;
+    }
+
+    // eos ids from generation_config.json (an int or a list), else config.json's text eos, plus <end_of_turn>.
+    private static IReadOnlyList<int> ReadStopTokens(string folder, LlavaConfig config, GemmaTokenizer tokenizer)
+    {
+        var ids = new List<int>();
+        string path = Path.Combine(folder, "generation_config.json");
+        if (File.Exists(path))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(path));
+                if (doc.RootElement.TryGetProperty("eos_token_id", out var eos))
+                {
+                    if (eos.ValueKind == JsonValueKind.Number)
+                    {
+                        ids.Add(eos.GetInt32());
+                    }
+                    else if (eos.ValueKind == JsonValueKind.Array)
+                    {
+                        ids.AddRange(eos.EnumerateArray().Select(e => e.GetInt32()));
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
+            {
+                throw new ConfigException(path, "eos_token_id", $"invalid generation config: {ex.Message}", ex);
+            }
+        }
+
+        if (ids.Count == 0)
+        {
+            ids.Add(tokenizer.EosTokenId);
+        }
+
+        if (tokenizer.TokenToId("<end_of_turn>") is int endOfTurn && !ids.Contains(endOfTurn))
+        {
+            ids.Add(endOfTurn);
+        }
+
+        return ids;
+    }
+}

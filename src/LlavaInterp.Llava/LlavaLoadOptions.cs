@@ -1,0 +1,30 @@
+using LlavaInterp.Hub;
+using Microsoft.Extensions.Logging;
+using static TorchSharp.torch;
+
+namespace LlavaInterp.Llava;
+
+/// <summary>How <see cref="HookedLlava.FromPretrainedAsync"/> loads a model.</summary>
+public sealed record LlavaLoadOptions
+{
+    /// <summary>Parameter dtype: float32 (default, exact to HF's float32 numbers), bfloat16 or float16.</summary>
+    public ScalarType DType { get; init; } = ScalarType.Float32;
+
+    /// <summary>Device; null is the CPU.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>Fail on missing or unexpected checkpoint tensors. Default true.</summary>
+    public bool Strict { get; init; } = true;
+
+    /// <summary>Hub access for repo ids; null reads the environment (<c>HF_HOME</c>, <c>HF_TOKEN</c>, <c>HF_HUB_OFFLINE</c>, …).</summary>
+    public HubOptions? Hub { get; init; }
+
+    /// <summary>Hub revision (branch, tag or commit); null is <c>main</c>.</summary>
+    public string? Revision { get; init; }
+
+    /// <summary>Reports download progress of hub files.</summary>
+    public IProgress<HubDownloadProgress>? DownloadProgress { get; init; }
+
+    /// <summary>Logger for loading, downloading and generation.</summary>
+    public ILogger? Logger { get; init; }
+}

@@ -1,0 +1,187 @@
+using LlavaInterp.Hooks;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace LlavaInterp.Models.Gemma;
+
+/// <summary>
+/// Gemma self-attention as HF 4.46 <c>GemmaAttention</c> (eager): q/k/v projections, RoPE (rotate-half), grouped-query
+/// attention (query head h reads key/value head h / (heads / kv_heads)), scores·(1/√head_dim), additive mask,
+/// softmax in float32 cast back to the model dtype, <c>o_proj</c>. State-dict keys: <c>q_proj.weight</c>
+/// [heads·head_dim, hidden], <c>k_proj.weight</c>/<c>v_proj.weight</c> [kv_heads·head_dim, hidden], <c>o_proj.weight</c>
+/// [hidden, heads·head_dim], plus <c>.bias</c> of each when <c>attention_bias</c> is set.
+/// </summary>
+/// <remarks>
+/// Hook points (TransformerLens names, <c>blocks.{i}.attn.</c> prefix; new positions only during cached decoding):
+/// <c>hook_q</c> [batch, pos, heads, head_dim] and <c>hook_k</c>/<c>hook_v</c> [batch, pos, kv_heads, head_dim]
+/// (projections, before RoPE); <c>hook_rot_q</c> [batch, pos, heads, head_dim] and <c>hook_rot_k</c>
+/// [batch, pos, kv_heads, head_dim] (after RoPE; the cache stores what <c>hook_rot_k</c>/<c>hook_v</c> return);
+/// <c>hook_attn_scores</c> [batch, heads, pos, past+pos] (scaled and masked, before softmax);
+/// <c>hook_pattern</c> [batch, heads, pos, past+pos]; <c>hook_z</c> [batch, pos, heads, head_dim] (pattern·V, before
+/// <c>o_proj</c>).
+/// </remarks>
+public sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tensor>
+{
+    [ComponentName(Name = "q_proj")]
+    private readonly Linear _qProj;
+
+    [ComponentName(Name = "k_proj")]
+    private readonly Linear _kProj;
+
+    [ComponentName(Name = "v_proj")]
+    private readonly Linear _vProj;
+
+    [ComponentName(Name = "o_proj")]
+    private readonly Linear _oProj;
+
+    [ComponentName(Name = "hook_q")]
+    private readonly HookPoint _hookQ;
+
+    [ComponentName(Name = "hook_k")]
+    private readonly HookPoint _hookK;
+
+    [ComponentName(Name = "hook_v")]
+    private readonly HookPoint _hookV;
+
+    [ComponentName(Name = "hook_rot_q")]
+    private readonly HookPoint _hookRotQ;
+
+    [ComponentName(Name = "hook_rot_k")]
+    private readonly HookPoint _hookRotK;
+
+    [ComponentName(Name = "hook_attn_scores")]
+    private readonly HookPoint _hookAttnScores;
+
+    [ComponentName(Name = "hook_pattern")]
+    private readonly HookPoint _hookPattern;
+
+    [ComponentName(Name = "hook_z")]
+    private readonly HookPoint _hookZ;
+
+    private readonly double _scaling;
+
+    /// <summary>Creates the attention block with uninitialised weights.</summary>
+    /// <param name="config">Model configuration.</param>
+    /// <param name="layer">Block index (hook names and KV cache slot).</param>
+    /// <param name="dtype">Parameter dtype.</param>
+    /// <param name="device">Parameter device.</param>
+    public GemmaAttention(GemmaConfig config, int layer, ScalarType dtype, Device device)
+        : base(nameof(GemmaAttention))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        Layer = layer;
+        NumHeads = config.NumAttentionHeads;
+        NumKeyValueHeads = config.NumKeyValueHeads;
+        HeadDim = config.HeadDim;
+        // HF 4.46: self.scaling = 1 / math.sqrt(head_dim), multiplied onto q·kᵀ (a power of two for head_dim 16/64/256,
+        // so identical to dividing by √head_dim there).
+        _scaling = 1.0 / Math.Sqrt(config.HeadDim);
+        long hidden = config.HiddenSize;
+        long qWidth = (long)NumHeads * HeadDim;
+        long kvWidth = (long)NumKeyValueHeads * HeadDim;
+        bool bias = config.AttentionBias;
+        _qProj = GemmaLinear.Create(hidden, qWidth, bias, dtype, device);
+        _kProj = GemmaLinear.Create(hidden, kvWidth, bias, dtype, device);
+        _vProj = GemmaLinear.Create(hidden, kvWidth, bias, dtype, device);
+        _oProj = GemmaLinear.Create(qWidth, hidden, bias, dtype, device);
+        string p = $"blocks.{layer}.attn.";
+        _hookQ = new HookPoint(p + "hook_q", layer);
+        _hookK = new HookPoint(p + "hook_k", layer);
+        _hookV = new HookPoint(p + "hook_v", layer);
+        _hookRotQ = new HookPoint(p + "hook_rot_q", layer);
+        _hookRotK = new HookPoint(p + "hook_rot_k", layer);
+        _hookAttnScores = new HookPoint(p + "hook_attn_scores", layer);
+        _hookPattern = new HookPoint(p + "hook_pattern", layer);
+        _hookZ = new HookPoint(p + "hook_z", layer);
+        RegisterComponents();
+    }
+
+    /// <summary>Block index.</summary>
+    public int Layer { get; }
+
+    /// <summary>Query heads.</summary>
+    public int NumHeads { get; }
+
+    /// <summary>Key/value heads.</summary>
+    public int NumKeyValueHeads { get; }
+
+    /// <summary>Head width.</summary>
+    public int HeadDim { get; }
+
+    /// <summary><c>q_proj</c>.</summary>
+    public Linear QProj => _qProj;
+
+    /// <summary><c>k_proj</c>.</summary>
+    public Linear KProj => _kProj;
+
+    /// <summary><c>v_proj</c>.</summary>
+    public Linear VProj => _vProj;
+
+    /// <summary><c>o_proj</c>.</summary>
+    public Linear OProj => _oProj;
+
+    /// <summary>Runs attention over the new positions (and the cached ones).</summary>
+    /// <param name="input">Normalised hidden states [batch, pos, hidden].</param>
+    /// <param name="context">RoPE tables, mask and cache of this pass.</param>
+    /// <returns>[batch, pos, hidden] (after <c>o_proj</c>).</returns>
+    public override Tensor forward(Tensor input, GemmaLayerContext context)
+    {
+        using var scope = NewDisposeScope();
+        long b = input.shape[0];
+        long t = input.shape[1];
+        int groups = NumHeads / NumKeyValueHeads;
+
+        var q = _hookQ.call(_qProj.call(input).view(b, t, NumHeads, HeadDim));
+        var k = _hookK.call(_kProj.call(input).view(b, t, NumKeyValueHeads, HeadDim));
+        var v = _hookV.call(_vProj.call(input).view(b, t, NumKeyValueHeads, HeadDim));
+
+        // RoPE in the [batch, pos, head, dim] layout: cos/sin broadcast over heads. Element-wise identical to HF.
+        var cos = context.Cos.unsqueeze(2);
+        var sin = context.Sin.unsqueeze(2);
+        q = _hookRotQ.call(q * cos + RotateHalf(q) * sin);
+        k = _hookRotK.call(k * cos + RotateHalf(k) * sin);
+
+        var keys = k.transpose(1, 2);
+        var values = v.transpose(1, 2);
+        if (context.Cache is { } cache)
+        {
+            (keys, values) = cache.Append(Layer, keys, values);
+        }
+
+        long s = keys.shape[2];
+        // Grouped-query attention without materialising repeated K/V: the `groups` query heads that share a kv head
+        // are stacked along the query axis ([b, kv, groups·t, d]) and multiplied with that kv head once.
+        var queries = q.transpose(1, 2).reshape(b, NumKeyValueHeads, groups * t, HeadDim);
+        var scores = matmul(queries, keys.transpose(2, 3)).mul(_scaling).view(b, NumHeads, t, s);
+        if (context.Mask is { } mask)
+        {
+            scores = scores + mask;
+        }
+
+        scores = _hookAttnScores.call(scores);
+        var pattern = nn.functional.softmax(scores, -1, ScalarType.Float32);
+        if (pattern.dtype != input.dtype)
+        {
+            pattern = pattern.to(input.dtype);
+        }
+
+        pattern = _hookPattern.call(pattern);
+        var z = matmul(pattern.reshape(b, NumKeyValueHeads, groups * t, s), values)
+            .view(b, NumHeads, t, HeadDim)
+            .transpose(1, 2);
+        z = _hookZ.call(z);
+        var output = _oProj.call(z.reshape(b, t, (long)NumHeads * HeadDim));
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>HF's <c>rotate_half</c>: <c>cat(-x[..., d/2:], x[..., :d/2])</c>.</summary>
+    private static Tensor RotateHalf(Tensor x)
+    {
+        long half = x.shape[^1] / 2;
+        var first = x.narrow(-1, 0, half);
+        var second = x.narrow(-1, half, half);
+        return cat([second.neg(), first], -1);
+    }
+}

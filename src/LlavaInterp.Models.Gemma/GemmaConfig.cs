@@ -1,0 +1,235 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using LlavaInterp.Configuration;
+
+namespace LlavaInterp.Models.Gemma;
+
+/// <summary>
+/// Gemma (v1) decoder configuration bound from a Hugging Face <c>config.json</c>: a standalone
+/// <c>GemmaForCausalLM</c> file, or the <c>text_config</c> object nested in a LLaVA configuration.
+/// Keys absent from the file take the defaults of transformers 4.46 <c>GemmaConfig</c> (the gemma-7b shape);
+/// keys the record does not model are kept in <see cref="HfConfig.ExtraKeys"/>.
+/// </summary>
+public sealed record GemmaConfig : HfConfig
+{
+    /// <summary>The <c>model_type</c> of a Gemma decoder configuration.</summary>
+    public const string GemmaModelType = "gemma";
+
+    /// <summary>The <c>model_type</c> of a LLaVA configuration whose <c>text_config</c> holds the Gemma configuration.</summary>
+    public const string LlavaModelType = "llava";
+
+    /// <summary><c>vocab_size</c>: rows of the token embedding (HF default 256000).</summary>
+    [JsonPropertyName("vocab_size")]
+    public int VocabSize { get; init; } = 256000;
+
+    /// <summary><c>hidden_size</c>: width of the residual stream (HF default 3072).</summary>
+    [JsonPropertyName("hidden_size")]
+    public int HiddenSize { get; init; } = 3072;
+
+    /// <summary><c>intermediate_size</c>: width of the gated MLP (HF default 24576).</summary>
+    [JsonPropertyName("intermediate_size")]
+    public int IntermediateSize { get; init; } = 24576;
+
+    /// <summary><c>num_hidden_layers</c>: number of decoder layers (HF default 28).</summary>
+    [JsonPropertyName("num_hidden_layers")]
+    public int NumHiddenLayers { get; init; } = 28;
+
+    /// <summary><c>num_attention_heads</c>: query heads (HF default 16).</summary>
+    [JsonPropertyName("num_attention_heads")]
+    public int NumAttentionHeads { get; init; } = 16;
+
+    /// <summary>
+    /// <c>num_key_value_heads</c>: key/value heads (1 = multi-query attention). HF's default is 16 (the gemma-7b
+    /// value), not <see cref="NumAttentionHeads"/>; every published Gemma config states it.
+    /// </summary>
+    [JsonPropertyName("num_key_value_heads")]
+    public int NumKeyValueHeads { get; init; } = 16;
+
+    /// <summary><c>head_dim</c>: width of one head, independent of <c>hidden_size / heads</c> (HF default 256).</summary>
+    [JsonPropertyName("head_dim")]
+    public int HeadDim { get; init; } = 256;
+
+    /// <summary><c>hidden_act</c>: ignored by Gemma v1 in favour of <see cref="HiddenActivation"/> (kept for reference).</summary>
+    [JsonPropertyName("hidden_act")]
+    public string? HiddenAct { get; init; } = "gelu_pytorch_tanh";
+
+    /// <summary><c>hidden_activation</c>: the MLP activation; <see langword="null"/> means <c>gelu_pytorch_tanh</c>.</summary>
+    [JsonPropertyName("hidden_activation")]
+    public string? HiddenActivation { get; init; }
+
+    /// <summary><c>max_position_embeddings</c> (HF default 8192). Informational: RoPE has no table limit.</summary>
+    [JsonPropertyName("max_position_embeddings")]
+    public int MaxPositionEmbeddings { get; init; } = 8192;
+
+    /// <summary><c>initializer_range</c>: standard deviation of the random initialisation (HF default 0.02).</summary>
+    [JsonPropertyName("initializer_range")]
+    public double InitializerRange { get; init; } = 0.02;
+
+    /// <summary><c>rms_norm_eps</c> (HF default 1e-6).</summary>
+    [JsonPropertyName("rms_norm_eps")]
+    public double RmsNormEps { get; init; } = 1e-6;
+
+    /// <summary><c>use_cache</c> (HF default true). Informational.</summary>
+    [JsonPropertyName("use_cache")]
+    public bool UseCache { get; init; } = true;
+
+    /// <summary><c>pad_token_id</c> (HF default 0).</summary>
+    [JsonPropertyName("pad_token_id")]
+    public int? PadTokenId { get; init; } = 0;
+
+    /// <summary><c>eos_token_id</c>: one id or a list in the file; always a list here (HF default [1]).</summary>
+    [JsonPropertyName("eos_token_id")]
+    [JsonConverter(typeof(IntOrIntArrayConverter))]
+    public int[]? EosTokenId { get; init; } = [1];
+
+    /// <summary><c>bos_token_id</c> (HF default 2).</summary>
+    [JsonPropertyName("bos_token_id")]
+    public int? BosTokenId { get; init; } = 2;
+
+    /// <summary><c>tie_word_embeddings</c>: the unembedding is the token embedding matrix (HF default true).</summary>
+    [JsonPropertyName("tie_word_embeddings")]
+    public bool TieWordEmbeddings { get; init; } = true;
+
+    /// <summary><c>rope_theta</c>: RoPE base (HF default 10000).</summary>
+    [JsonPropertyName("rope_theta")]
+    public double RopeTheta { get; init; } = 10000.0;
+
+    /// <summary><c>attention_bias</c>: q/k/v/o projections carry biases (HF default false).</summary>
+    [JsonPropertyName("attention_bias")]
+    public bool AttentionBias { get; init; }
+
+    /// <summary><c>attention_dropout</c> (HF default 0). Unused at inference.</summary>
+    [JsonPropertyName("attention_dropout")]
+    public double AttentionDropout { get; init; }
+
+    /// <summary><c>torch_dtype</c>: the dtype the checkpoint was saved in (e.g. <c>bfloat16</c>), if stated.</summary>
+    [JsonPropertyName("torch_dtype")]
+    public string? TorchDType { get; init; }
+
+    /// <summary><c>architectures</c>, if stated.</summary>
+    [JsonPropertyName("architectures")]
+    public string[]? Architectures { get; init; }
+
+    /// <summary>Query heads per key/value head.</summary>
+    [JsonIgnore]
+    public int KeyValueGroups => NumKeyValueHeads > 0 ? NumAttentionHeads / NumKeyValueHeads : 0;
+
+    /// <summary>
+    /// The MLP activation Gemma v1 uses: <see cref="HiddenActivation"/>, or <c>gelu_pytorch_tanh</c> when it is null
+    /// (<c>hidden_act</c> is ignored, as in HF).
+    /// </summary>
+    /// <exception cref="ConfigException">The activation name is not supported.</exception>
+    public GemmaActivation ResolveActivation() => GemmaActivations.Parse(HiddenActivation ?? "gelu_pytorch_tanh", "GemmaConfig");
+
+    /// <summary>
+    /// Loads a <c>config.json</c>: a Gemma configuration (<c>model_type</c> "gemma" or absent) or a LLaVA one, whose
+    /// <c>text_config</c> is then bound.
+    /// </summary>
+    /// <exception cref="ConfigException">Missing file, invalid JSON, wrong value types, another model type, or invalid values.</exception>
+    public static GemmaConfig Load(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ConfigException(path, null, "file not found.");
+        }
+
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    /// <summary>Parses configuration JSON (Gemma or LLaVA, as <see cref="Load"/>).</summary>
+    /// <param name="json">The JSON text.</param>
+    /// <param name="source">Where it came from, for error messages.</param>
+    /// <exception cref="ConfigException">Invalid JSON, wrong value types, another model type, or invalid values.</exception>
+    public static GemmaConfig Parse(string json, string source)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException ex)
+        {
+            throw new ConfigException(source, null, $"invalid configuration JSON: {ex.Message}", ex);
+        }
+
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new ConfigException(source, null, $"expected a JSON object, found {root.ValueKind}.");
+            }
+
+            if (root.TryGetProperty("model_type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == LlavaModelType)
+            {
+                if (!root.TryGetProperty("text_config", out var text))
+                {
+                    throw new ConfigException(source, "text_config", "a LLaVA configuration must contain 'text_config'.");
+                }
+
+                return Bind(text, source + "#text_config");
+            }
+
+            return Bind(root, source);
+        }
+    }
+
+    /// <summary>Binds a Gemma configuration object (e.g. LLaVA's <c>text_config</c>) and validates it.</summary>
+    /// <param name="element">The JSON object.</param>
+    /// <param name="source">Where it came from, for error messages (e.g. <c>config.json#text_config</c>).</param>
+    /// <exception cref="ConfigException">Wrong value types, another model type, or invalid values.</exception>
+    public static GemmaConfig Bind(JsonElement element, string source)
+    {
+        var config = HfConfigLoader.Bind<GemmaConfig>(element, source, GemmaModelType);
+        config.Validate(source);
+        return config;
+    }
+
+    /// <summary>Checks that the values describe a model that can be built.</summary>
+    /// <param name="source">Where the configuration came from, for error messages.</param>
+    /// <exception cref="ConfigException">A value is out of range or inconsistent.</exception>
+    public void Validate(string source = "GemmaConfig")
+    {
+        Positive(VocabSize, "vocab_size");
+        Positive(HiddenSize, "hidden_size");
+        Positive(IntermediateSize, "intermediate_size");
+        Positive(NumHiddenLayers, "num_hidden_layers");
+        Positive(NumAttentionHeads, "num_attention_heads");
+        Positive(NumKeyValueHeads, "num_key_value_heads");
+        Positive(HeadDim, "head_dim");
+        if (NumAttentionHeads % NumKeyValueHeads != 0)
+        {
+            throw new ConfigException(source, "num_key_value_heads", $"num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({NumKeyValueHeads}).");
+        }
+
+        if (HeadDim % 2 != 0)
+        {
+            throw new ConfigException(source, "head_dim", $"RoPE rotates half of each head, so head_dim must be even (got {HeadDim}).");
+        }
+
+        if (!(RmsNormEps > 0) || double.IsInfinity(RmsNormEps))
+        {
+            throw new ConfigException(source, "rms_norm_eps", $"must be a positive finite number (got {RmsNormEps}).");
+        }
+
+        if (!(RopeTheta > 0) || double.IsInfinity(RopeTheta))
+        {
+            throw new ConfigException(source, "rope_theta", $"must be a positive finite number (got {RopeTheta}).");
+        }
+
+        if (PadTokenId is int pad && (pad < 0 || pad >= VocabSize))
+        {
+            throw new ConfigException(source, "pad_token_id", $"{pad} is outside the vocabulary [0, {VocabSize}).");
+        }
+
+        _ = GemmaActivations.Parse(HiddenActivation ?? "gelu_pytorch_tanh", source);
+
+        void Positive(int value, string key)
+        {
+            if (value <= 0)
+            {
+                throw new ConfigException(source, key, $"must be positive (got {value}).");
+            }
+        }
+    }
+}

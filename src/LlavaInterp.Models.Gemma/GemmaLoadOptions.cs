@@ -1,0 +1,26 @@
+using Microsoft.Extensions.Logging;
+using static TorchSharp.torch;
+
+namespace LlavaInterp.Models.Gemma;
+
+/// <summary>How <see cref="HookedGemma.FromPretrained"/> builds and loads the model.</summary>
+public sealed record GemmaLoadOptions
+{
+    /// <summary>
+    /// Parameter dtype: float32 (default, as HF <c>from_pretrained</c> without <c>torch_dtype</c>), bfloat16 or float16.
+    /// Checkpoint tensors of another dtype are converted; tensors already in this dtype are memory-mapped, not copied.
+    /// </summary>
+    public ScalarType DType { get; init; } = ScalarType.Float32;
+
+    /// <summary>Parameter device; <see langword="null"/> = CPU.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>Fail on missing or unexpected decoder tensors (default). Wrong shapes always fail.</summary>
+    public bool Strict { get; init; } = true;
+
+    /// <summary>Checkpoint layout; <see langword="null"/> detects it (<see cref="GemmaWeightLayout.Detect"/>).</summary>
+    public GemmaWeightLayout? Layout { get; init; }
+
+    /// <summary>Receives loading diagnostics (e.g. parameters left unloaded in non-strict mode).</summary>
+    public ILogger? Logger { get; init; }
+}

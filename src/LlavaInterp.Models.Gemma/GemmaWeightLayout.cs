@@ -1,0 +1,72 @@
+using LlavaInterp.TensorFiles;
+
+namespace LlavaInterp.Models.Gemma;
+
+/// <summary>
+/// Where a checkpoint keeps the Gemma decoder's tensors. The model's own parameter names are the standalone
+/// <c>GemmaForCausalLM</c> names (<c>model.embed_tokens.weight</c>, <c>model.layers.N...</c>, <c>model.norm.weight</c>,
+/// <c>lm_head.weight</c>); a layout maps them to checkpoint names.
+/// </summary>
+/// <param name="DecoderPrefix">Checkpoint prefix that replaces the model's <c>model.</c> prefix.</param>
+/// <param name="LmHeadKey">Checkpoint name of the untied <c>lm_head.weight</c> (ignored when embeddings are tied).</param>
+/// <param name="Scope">Checkpoint name prefixes that belong to the decoder; names under them that map to no
+/// parameter are "unexpected" in strict loading (an empty prefix claims every name).</param>
+public sealed record GemmaWeightLayout(string DecoderPrefix, string LmHeadKey, IReadOnlyList<string> Scope)
+{
+    /// <summary>Standalone <c>GemmaForCausalLM</c>: <c>model.layers.N...</c>, <c>lm_head.weight</c>; every tensor is the decoder's.</summary>
+    public static GemmaWeightLayout Standalone { get; } = FromPrefix(string.Empty);
+
+    /// <summary>LLaVA as saved by transformers ≤ 4.51 (the 4.46 layout): <c>language_model.model.layers.N...</c>, <c>language_model.lm_head.weight</c>.</summary>
+    public static GemmaWeightLayout Llava { get; } = FromPrefix("language_model.");
+
+    /// <summary>LLaVA as saved by newer transformers: <c>model.language_model.layers.N...</c> and a top-level <c>lm_head.weight</c>.</summary>
+    public static GemmaWeightLayout LlavaNested { get; } = new("model.language_model.", "lm_head.weight", ["model.language_model.", "lm_head."]);
+
+    /// <summary>A standalone layout nested under <paramref name="prefix"/> (e.g. <c>language_model.</c>).</summary>
+    public static GemmaWeightLayout FromPrefix(string prefix)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        return new GemmaWeightLayout(prefix + "model.", prefix + "lm_head.weight", [prefix]);
+    }
+
+    /// <summary>Recognises the layout from where the token embedding is stored.</summary>
+    /// <exception cref="WeightLoadException">No Gemma token embedding under any known name.</exception>
+    public static GemmaWeightLayout Detect(ITensorSource source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        foreach (var layout in new[] { LlavaNested, Llava, Standalone })
+        {
+            if (source.Contains(layout.DecoderPrefix + "embed_tokens.weight"))
+            {
+                return layout;
+            }
+        }
+
+        throw new WeightLoadException(
+            SourceName(source),
+            "no Gemma token embedding found (looked for 'model.language_model.embed_tokens.weight', "
+            + "'language_model.model.embed_tokens.weight' and 'model.embed_tokens.weight').");
+    }
+
+    /// <summary>The checkpoint name of a model parameter (<c>model.X</c> → prefix + <c>X</c>; <c>lm_head.weight</c> → <see cref="LmHeadKey"/>).</summary>
+    public string KeyFor(string parameterName)
+    {
+        ArgumentNullException.ThrowIfNull(parameterName);
+        if (parameterName == "lm_head.weight")
+        {
+            return LmHeadKey;
+        }
+
+        if (parameterName.StartsWith("model.", StringComparison.Ordinal))
+        {
+            return DecoderPrefix + parameterName["model.".Length..];
+        }
+
+        throw new ArgumentException($"'{parameterName}' is not a Gemma parameter name.", nameof(parameterName));
+    }
+
+    /// <summary>Whether a checkpoint name belongs to the decoder's part of the checkpoint.</summary>
+    public bool InScope(string key) => Scope.Any(p => key.StartsWith(p, StringComparison.Ordinal));
+
+    internal static string SourceName(ITensorSource source) => source is SafetensorsFile file ? file.FilePath : source.GetType().Name;
+}

@@ -1,0 +1,333 @@
+using LlavaInterp.Hooks;
+using LlavaInterp.TensorFiles;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace LlavaInterp.Models.Gemma;
+
+/// <summary>
+/// Gemma (v1) causal language model with TransformerLens-style hook points, numerically equal to HF transformers 4.46
+/// <c>GemmaForCausalLM</c> (eager attention). Children use HF's names — <c>model</c> (<see cref="GemmaModel"/>) and, only
+/// when embeddings are untied, <c>lm_head</c> — so the state dict has the checkpoint's keys; nested in LLaVA as
+/// <c>language_model</c> they become <c>language_model.model.layers...</c>. See <c>docs/hook-points.md</c> for the hooks.
+/// </summary>
+/// <remarks>
+/// Parameters are built with <c>torch.empty</c> (nothing is touched, and on the meta device nothing is allocated):
+/// call <see cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken)"/>,
+/// <see cref="InitializeWeights"/> or use <see cref="FromPretrained"/>.
+/// </remarks>
+public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
+{
+    [ComponentName(Name = "model")]
+    private readonly GemmaModel _model;
+
+    [ComponentName(Name = "lm_head")]
+    private readonly Linear? _lmHead;
+
+    /// <summary>Builds the model with uninitialised parameters.</summary>
+    /// <param name="config">The configuration (validated here).</param>
+    /// <param name="dtype">float32, bfloat16 or float16.</param>
+    /// <param name="device">Parameter device; <see langword="null"/> = CPU; the meta device builds shapes only.</param>
+    /// <exception cref="LlavaInterp.Configuration.ConfigException">The configuration is invalid.</exception>
+    /// <exception cref="ArgumentException">Unsupported dtype.</exception>
+    public HookedGemma(GemmaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null)
+        : base(nameof(HookedGemma))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+        {
+            throw new ArgumentException($"Unsupported dtype {dtype}: use Float32, BFloat16 or Float16.", nameof(dtype));
+        }
+
+        Config = config;
+        DType = dtype;
+        Device = device ?? CPU;
+        _model = new GemmaModel(config, dtype, Device);
+        if (!config.TieWordEmbeddings)
+        {
+            _lmHead = GemmaLinear.Create(config.HiddenSize, config.VocabSize, false, dtype, Device);
+        }
+
+        RegisterComponents();
+        SetupHooks();
+    }
+
+    /// <summary>The configuration.</summary>
+    public GemmaConfig Config { get; }
+
+    /// <summary>Parameter dtype.</summary>
+    public ScalarType DType { get; }
+
+    /// <summary>Parameter device.</summary>
+    public Device Device { get; }
+
+    /// <summary>The decoder (<c>model</c>).</summary>
+    public GemmaModel Model => _model;
+
+    /// <summary>The untied <c>lm_head</c>, or <see langword="null"/> when tied to the embedding.</summary>
+    public Linear? LmHead => _lmHead;
+
+    /// <summary>The unembedding [vocab, hidden]: <c>lm_head.weight</c>, or the embedding table itself when tied (shared, not copied).</summary>
+    public Tensor UnembedWeight => _lmHead?.weight ?? _model.EmbedTokens.Weight;
+
+    /// <summary>Receives loading diagnostics.</summary>
+    public ILogger Logger { get; set; } = NullLogger.Instance;
+
+    /// <summary>A KV cache sized for this model.</summary>
+    public GemmaKvCache CreateCache(long initialCapacity = 0) => new(Config.NumHiddenLayers, initialCapacity);
+
+    /// <summary>Runs the model. Hook contexts report the absolute position of the first new token.</summary>
+    /// <exception cref="ArgumentException">Inconsistent input.</exception>
+    /// <exception cref="NonFiniteActivationException">The logits contain NaN or infinity.</exception>
+    /// <exception cref="HookException">A hook failed.</exception>
+    public override GemmaOutput forward(GemmaInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.LogitsToKeep < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(input), "LogitsToKeep must be non-negative.");
+        }
+
+        using var scope = NewDisposeScope();
+        var output = _model.call(input);
+        var checksums = output.Checksums;
+        if (!input.ComputeLogits || output.LastHiddenState is not { } last)
+        {
+            return Outer(output, null);
+        }
+
+        var h = last;
+        long t = h.shape[1];
+        if (input.LogitsToKeep > 0 && input.LogitsToKeep < t)
+        {
+            h = h.narrow(1, t - input.LogitsToKeep, input.LogitsToKeep);
+        }
+
+        // HF: lm_head in the model dtype (no upcast); generate() then takes .float() of the logits.
+        var logits = nn.functional.linear(h, UnembedWeight);
+        if (logits.dtype != ScalarType.Float32)
+        {
+            logits = logits.to(ScalarType.Float32);
+        }
+
+        if (Device.type != DeviceType.META && !logits.isfinite().all().item<bool>())
+        {
+            throw Locate(checksums!, output.FirstLayer);
+        }
+
+        return Outer(output, logits);
+    }
+
+    /// <summary>Loads a Hugging Face folder: <c>config.json</c> (Gemma, or LLaVA's <c>text_config</c>) and the checkpoint.</summary>
+    /// <param name="folder">The model folder.</param>
+    /// <param name="options">dtype, device, strictness, layout, logger.</param>
+    /// <param name="cancellationToken">Stops between tensors.</param>
+    /// <exception cref="DirectoryNotFoundException">No such folder.</exception>
+    /// <exception cref="LlavaInterp.Configuration.ConfigException">Bad <c>config.json</c>.</exception>
+    /// <exception cref="TensorFileException">Missing or malformed checkpoint file.</exception>
+    /// <exception cref="WeightLoadException">The checkpoint does not fit the configuration.</exception>
+    public static HookedGemma FromPretrained(string folder, GemmaLoadOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        options ??= new GemmaLoadOptions();
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"Model folder not found: {folder}");
+        }
+
+        var config = GemmaConfig.Load(Path.Combine(folder, "config.json"));
+        using var source = Checkpoint.Open(folder);
+        var layout = options.Layout ?? GemmaWeightLayout.Detect(source);
+        var model = new HookedGemma(config, options.DType, options.Device) { Logger = options.Logger ?? NullLogger.Instance };
+        try
+        {
+            model.LoadWeights(source, layout, options.Strict, cancellationToken);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+
+        return model;
+    }
+
+    /// <summary>Loads the decoder's tensors from a checkpoint whose decoder names start with <paramref name="prefix"/>
+    /// (<c>""</c> standalone, <c>"language_model."</c> for a transformers-4.46 LLaVA checkpoint).</summary>
+    /// <inheritdoc cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken)"/>
+    public void LoadWeights(ITensorSource source, string prefix = "", bool strict = true) =>
+        LoadWeights(source, GemmaWeightLayout.FromPrefix(prefix), strict);
+
+    /// <summary>
+    /// Loads every parameter from the checkpoint, mapping names with <paramref name="layout"/>. A tensor stored in the
+    /// model's dtype on the CPU becomes the parameter itself — a copy-on-write view of the memory-mapped file, nothing is
+    /// copied; other tensors are converted (a new tensor). Either way the parameter object is replaced, not written into.
+    /// With tied embeddings a stored <c>lm_head.weight</c> is ignored (HF ties it to the embedding as well).
+    /// </summary>
+    /// <remarks>
+    /// Parameters mapped from the same <see cref="ITensorSource"/> instance share memory: editing one model's weights in
+    /// place shows in another model loaded from that same instance (never in the file).
+    /// </remarks>
+    /// <param name="source">The checkpoint.</param>
+    /// <param name="layout">Where the decoder's tensors are (see <see cref="GemmaWeightLayout.Detect"/>).</param>
+    /// <param name="strict">Fail when decoder tensors are missing or unexpected; otherwise missing ones stay
+    /// uninitialised (logged) and unexpected ones are ignored. Wrong shapes or dtypes always fail.</param>
+    /// <param name="cancellationToken">Stops between tensors.</param>
+    /// <exception cref="WeightLoadException">Lists every missing, unexpected and mis-shaped tensor by name; nothing is
+    /// loaded then.</exception>
+    public void LoadWeights(ITensorSource source, GemmaWeightLayout layout, bool strict = true, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(layout);
+        string sourceName = GemmaWeightLayout.SourceName(source);
+        var plan = new List<(string Parameter, string Key)>();
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        var missing = new List<string>();
+        var mismatched = new List<string>();
+        foreach (var (name, parameter) in named_parameters())
+        {
+            string key = layout.KeyFor(name);
+            used.Add(key);
+            if (!source.Contains(key))
+            {
+                missing.Add(key);
+                continue;
+            }
+
+            var entry = source.GetEntry(key);
+            if (!entry.Shape.SequenceEqual(parameter.shape))
+            {
+                mismatched.Add($"{key}: stored shape [{string.Join(", ", entry.Shape)}], the model needs [{string.Join(", ", parameter.shape)}]");
+            }
+            else if (entry.DType is not ("F32" or "F16" or "BF16" or "F64"))
+            {
+                mismatched.Add($"{key}: stored dtype {entry.DType} is not a floating-point type");
+            }
+            else
+            {
+                plan.Add((name, key));
+            }
+        }
+
+        if (_lmHead is null)
+        {
+            used.Add(layout.LmHeadKey);
+        }
+
+        var unexpected = source.Names.Where(n => layout.InScope(n) && !used.Contains(n)).ToList();
+        if (mismatched.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
+        {
+            throw new WeightLoadException(sourceName, strict ? missing : [], strict ? unexpected : [], mismatched);
+        }
+
+        foreach (var key in missing)
+        {
+            Logger.LogWarning("{Source}: no tensor '{Key}'; the parameter stays uninitialised.", sourceName, key);
+        }
+
+        var modules = named_modules().ToDictionary(m => m.name, m => m.module, StringComparer.Ordinal);
+        foreach (var (name, key) in plan)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var tensor = source.Load(key, DType, Device);
+            ReplaceParameter(modules, name, tensor);
+        }
+    }
+
+    /// <summary>
+    /// Fills every parameter as HF's <c>_init_weights</c> for a fresh model: linear and embedding weights
+    /// ~ N(0, <c>initializer_range</c>), the padding row of the embedding 0, biases 0, RMSNorm weights 0 (gain 1).
+    /// For tests and benchmarks with random weights.
+    /// </summary>
+    /// <param name="seed">Seed of the generator used (the global generator is not touched).</param>
+    public void InitializeWeights(long seed)
+    {
+        if (Device.type == DeviceType.META)
+        {
+            return;
+        }
+
+        using var noGrad = no_grad();
+        using var generator = new Generator((ulong)seed, Device);
+        foreach (var (name, parameter) in named_parameters())
+        {
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.EndsWith(".bias", StringComparison.Ordinal))
+            {
+                parameter.zero_();
+            }
+            else
+            {
+                parameter.normal_(0.0, Config.InitializerRange, generator);
+            }
+        }
+
+        if (Config.PadTokenId is int pad)
+        {
+            using var row = _model.EmbedTokens.Weight[pad];
+            row.zero_();
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override GemmaInput WithStopAtLayer(GemmaInput input, int stopAtLayer) => input with { StopAtLayer = stopAtLayer };
+
+    private static void ReplaceParameter(Dictionary<string, nn.Module> modules, string name, Tensor value)
+    {
+        int dot = name.LastIndexOf('.');
+        string path = name[..dot];
+        string leaf = name[(dot + 1)..];
+        var parameter = OwnedParameter.From(value);
+        switch (modules[path])
+        {
+            case Linear linear when leaf == "weight":
+                linear.weight = parameter;
+                break;
+            case Linear linear when leaf == "bias":
+                linear.bias = parameter;
+                break;
+            case GemmaRmsNorm norm:
+                norm.ReplaceWeight(parameter);
+                break;
+            case GemmaTokenEmbedding embedding:
+                embedding.ReplaceWeight(parameter);
+                break;
+            default:
+                parameter.Dispose();
+                throw new InvalidOperationException($"No loader for parameter '{name}'.");
+        }
+    }
+
+    private static NonFiniteActivationException Locate(Tensor checksums, int firstLayer)
+    {
+        var hits = checksums.isfinite().logical_not().nonzero();
+        if (hits.shape[0] == 0)
+        {
+            return new NonFiniteActivationException("logits", null, "The logits contain NaN or infinity although every block's output is finite: the final norm or the unembedding overflowed.");
+        }
+
+        int index = (int)hits[0, 0].item<long>();
+        if (index == 0)
+        {
+            string where = firstLayer == 0 ? "hook_embed" : $"blocks.{firstLayer}.hook_resid_pre";
+            return new NonFiniteActivationException(where, null, $"The logits contain NaN or infinity; the input of the first block ({where}) already did.");
+        }
+
+        int layer = firstLayer + index - 1;
+        string hook = $"blocks.{layer}.hook_resid_post";
+        return new NonFiniteActivationException(hook, layer, $"The logits contain NaN or infinity; the first non-finite residual stream is the output of layer {layer} ({hook}).");
+    }
+
+    private static GemmaOutput Outer(GemmaOutput output, Tensor? logits) => new()
+    {
+        Logits = logits?.MoveToOuterDisposeScope(),
+        ResidualStream = output.ResidualStream.MoveToOuterDisposeScope(),
+        LastHiddenState = output.LastHiddenState?.MoveToOuterDisposeScope(),
+        Cache = output.Cache,
+        PastLength = output.PastLength,
+    };
+}
