@@ -58,7 +58,7 @@ public static class CacheCommand
 
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.inference_mode();
-        using var prepared = model.Processor.Prepare(prompt, images, raw);
+        using var prepared = Sources.ProcessorOf(model).Prepare(prompt, images, raw);
         var input = LlavaInput.From(prepared) with { ComputeLogits = stopAtLayer is null };
         var (output, cache) = model.RunWithCache(input, name => globs.Any(g => g.IsMatch(name)), device: torch.CPU, stopAtLayer: stopAtLayer);
         using (output)

@@ -22,7 +22,8 @@ public static class DemoCommand
         runs the real checkpoints (downloaded into the Hugging Face cache); giving only one of them picks the other.
         --out DIR       where the heatmap PNG goes (default out/demo)
         --image FILE    images to analyse (default: the shipped demo images)
-        --feature F     the feature to draw and subtract (default: the top feature of the first image)
+        --feature F     the feature to draw and to steer with (default: the first image's top feature for the heatmap,
+                        the top feature at the last prompt token for steering)
         --alpha A       steering strength (default -4: subtract 4 × the feature's decoder direction at every position)
         """;
 
@@ -110,18 +111,23 @@ public static class DemoCommand
             stdout.WriteLine($"2. Where feature {f}{description} fires on {Path.GetFileName(imageList[0])}: {heatmap}");
             stdout.WriteLine();
 
-            // 3. Steering: the same greedy generation with and without alpha × the feature's decoder direction.
-            stdout.WriteLine($"3. Generation for {Path.GetFileName(imageList[0])}, plain and with {alpha.ToString(CultureInfo.InvariantCulture)} × feature {f}'s decoder direction added at every position (greedy, {maxNew} tokens)");
+            // 3. Steering: the same greedy generation with and without alpha × a feature's decoder direction. The feature is
+            // the strongest one at the last prompt token, where the answer starts (the image-token top feature is often
+            // dense, e.g. "colors", and barely moves the next token).
+            int steerFeature = feature ?? LastTokenTopFeature(analyzer, first!);
+            string steerAbout = analyzer.Describe(steerFeature) is { } sd ? $" ({sd})" : string.Empty;
+            stdout.WriteLine($"3. Generation for {Path.GetFileName(imageList[0])}, plain and with {alpha.ToString(CultureInfo.InvariantCulture)} × the decoder direction of feature {steerFeature}{steerAbout}"
+                + $"{(feature is null ? ", the top feature at the last prompt token," : string.Empty)} added at every position (greedy, {maxNew} tokens)");
             var options = new GenerationOptions { MaxNewTokens = maxNew };
-            using var prepared = model.Processor.Prepare(prompt, [imageList[0]], raw: false);
+            using var prepared = Sources.ProcessorOf(model).Prepare(prompt, [imageList[0]], raw: false);
             var plain = model.Generate(prepared, options, ct);
             GenerationResult steered;
-            using (model.Hooks(Steering.AddFeature(sae.Sae, f, alpha)))
+            using (model.Hooks(Steering.AddFeature(sae.Sae, steerFeature, alpha)))
             {
                 steered = model.Generate(prepared, options, ct);
             }
 
-            ConsoleTable.Write(stdout, ["", "PLAIN", $"STEERED (feature {f} × {alpha.ToString(CultureInfo.InvariantCulture)})"],
+            ConsoleTable.Write(stdout, ["", "PLAIN", $"STEERED (feature {steerFeature} × {alpha.ToString(CultureInfo.InvariantCulture)})"],
             [
                 ["text", FeatureReport.Visible(plain.Text), FeatureReport.Visible(steered.Text)],
                 ["tokens", string.Join(" ", plain.Tokens), string.Join(" ", steered.Tokens)],
@@ -138,5 +144,11 @@ public static class DemoCommand
         }
 
         return 0;
+    }
+
+    private static int LastTokenTopFeature(FeatureAnalyzer analyzer, PromptFeatures features)
+    {
+        using var last = features.Aggregate(PromptPositions.Last, FeatureAggregation.Sum);
+        return analyzer.Rank(last, 1)[0].Index;
     }
 }

@@ -65,7 +65,7 @@ public static class GenerateCommand
         CommandInputs.ExistingImages(images);
         using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct).ConfigureAwait(false);
         using var sae = saePath is null ? null : await Sources.LoadSaeAsync(saePath, null, stderr, ct).ConfigureAwait(false);
-        using var prepared = model.Processor.Prepare(prompt, images, raw);
+        using var prepared = Sources.ProcessorOf(model).Prepare(prompt, images, raw);
 
         var hooks = new List<HookSpec>();
         if (sae is not null)

@@ -15,7 +15,7 @@ public sealed record RankedFeature(int Index, double Activation, string? Descrip
 /// <summary>The SAE feature activations of one prompt: [positions, d_sae] float32 on the CPU, plus the prompt's layout.</summary>
 public sealed class PromptFeatures : IDisposable
 {
-    internal PromptFeatures(Tensor acts, IReadOnlyList<int> inputIds, IReadOnlyList<int> imagePositions, IReadOnlyList<ProcessedImage> images, int tokensPerImage)
+    internal PromptFeatures(Tensor acts, IReadOnlyList<int> inputIds, IReadOnlyList<int> imagePositions, IReadOnlyList<ProcessedImage> images, IReadOnlyList<int> tokensPerImage)
     {
         Acts = acts;
         InputIds = inputIds;
@@ -36,8 +36,8 @@ public sealed class PromptFeatures : IDisposable
     /// <summary>The processed images (their centre crops are what the vision tower saw).</summary>
     public IReadOnlyList<ProcessedImage> Images { get; }
 
-    /// <summary>Image tokens per image.</summary>
-    public int TokensPerImage { get; }
+    /// <summary>Image tokens of each image, in order.</summary>
+    public IReadOnlyList<int> TokensPerImage { get; }
 
     /// <summary>The selector for <paramref name="positions"/> in this prompt.</summary>
     /// <exception cref="CliUsageException">No image for <c>image</c>, or an index outside the prompt.</exception>
@@ -61,7 +61,7 @@ public sealed class PromptFeatures : IDisposable
             throw new CliUsageException($"feature {feature} is out of range: the SAE has {Acts.shape[1]} features.");
         }
 
-        var positions = ImageTokenPositions.Skip(image * TokensPerImage).Take(TokensPerImage).Select(p => (long)p).ToArray();
+        var positions = ImageTokenPositions.Skip(TokensPerImage.Take(image).Sum()).Take(TokensPerImage[image]).Select(p => (long)p).ToArray();
         var (gridH, gridW) = SpatialMap.SquareGrid(positions.Length);
         return SpatialMap.FromActivations(Acts, positions, feature, gridH, gridW);
     }
@@ -116,14 +116,15 @@ public sealed class FeatureAnalyzer
     /// <summary>Runs one prompt and returns its feature activations.</summary>
     /// <param name="prompt">The user text (chat format applied) or, with <paramref name="raw"/>, the exact text to tokenize.</param>
     /// <param name="images">Image files (one <c>&lt;image&gt;</c> each).</param>
-    /// <param name="raw">Tokenize <paramref name="prompt"/> as is (see <see cref="LlavaProcessor.Prepare"/>).</param>
+    /// <param name="raw">Tokenize <paramref name="prompt"/> as is (see <see cref="LlavaProcessor.Prepare(string, IReadOnlyList{string}?, bool)"/>).</param>
     /// <param name="ct">Cancels before the run.</param>
     public PromptFeatures Encode(string prompt, IReadOnlyList<string> images, bool raw = false, CancellationToken ct = default)
     {
         ct.ThrowIfCancellationRequested();
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.inference_mode();
-        using var prepared = Model.Processor.Prepare(prompt, images, raw);
+        var processor = Sources.ProcessorOf(Model);
+        using var prepared = processor.Prepare(prompt, images, raw);
         var input = LlavaInput.From(prepared) with { ComputeLogits = StopAtLayer is null };
         var (output, cache) = Model.RunWithCache(input, n => n == Sae.HookName, stopAtLayer: StopAtLayer);
         using (output)
@@ -132,7 +133,7 @@ public sealed class FeatureAnalyzer
             var activation = cache[Sae.HookName];
             var row = activation.dim() == 3 ? activation[0] : activation;
             var acts = Sae.Encode(row).to(ScalarType.Float32).cpu().contiguous();
-            return new PromptFeatures(acts.MoveToOuterDisposeScope(), prepared.Ids.ToArray(), prepared.ImageTokenPositions.ToArray(), prepared.Images.ToArray(), Model.Processor.ImageTokensPerImage);
+            return new PromptFeatures(acts.MoveToOuterDisposeScope(), prepared.Ids.ToArray(), prepared.ImageTokenPositions.ToArray(), prepared.Images.ToArray(), prepared.Images.Select(i => processor.ImageTokensFor(i.Height, i.Width)).ToArray());
         }
     }
 

@@ -58,6 +58,11 @@ public static class Sources
         return HookedLlava.FromPretrainedAsync(pathOrRepoId, options, ct);
     }
 
+    /// <summary>The model's processor (tokenizer + image processor).</summary>
+    /// <exception cref="CliUsageException">The model was built without one.</exception>
+    public static LlavaProcessor ProcessorOf(HookedLlava model) =>
+        model.Processor ?? throw new CliUsageException("the model has no processor (tokenizer and preprocessor files); load it from a model folder.");
+
     /// <summary>
     /// Loads an SAE from a local SAELens folder (<c>cfg.json</c> + <c>sae_weights.safetensors</c>), a SAELens release
     /// name <c>release/sae_id</c> (e.g. <c>gemma-2b-res-jb/blocks.12.hook_resid_post</c>, fetched from the release's

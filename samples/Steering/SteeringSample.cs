@@ -15,8 +15,8 @@ public static class SteeringSample
     public const string Help = """
         usage: Steering [--model PATH|REPO] [--sae PATH|RELEASE/ID] [--image FILE] [--prompt TEXT] [--raw]
                         [--feature F] [--alphas A,B,...] [--max-new-tokens N] [--positions all|image|generated]
-        Defaults: the tiny test model shipped with the repo and its gradient image, "Describe the image.", the image's
-        top feature (image tokens, summed), alphas -2,-3,-4,-5,-6,-7, 40 new tokens, greedy, all positions.
+        Defaults: the tiny test model shipped with the repo and its gradient image, "Describe the image.", the top
+        feature at the last prompt token (where the answer starts), alphas -2,-3,-4,-5,-6,-7, 40 new tokens, greedy, all positions.
         """;
 
     /// <summary>Runs the sample; returns the exit code.</summary>
@@ -52,9 +52,9 @@ public static class SteeringSample
             using var model = await Sources.LoadModelAsync(modelPath, TorchSharp.torch.ScalarType.Float32, stderr, ct);
             using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct);
             var explanations = await Sources.LoadExplanationsAsync(TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null, sae, stderr, ct);
-            using var prompted = model.Processor.Prepare(prompt, [image], raw);
+            using var prompted = Sources.ProcessorOf(model).Prepare(prompt, [image], raw);
 
-            // The feature to remove: given, or the one the image lights up most.
+            // The feature to remove: given, or the strongest one at the last prompt token, where the answer starts.
             int f = feature ?? TopFeature(new FeatureAnalyzer(model, sae.Sae, explanations), prompt, image, raw, ct);
             var positions = positionsArg switch
             {
@@ -93,7 +93,7 @@ public static class SteeringSample
     private static int TopFeature(FeatureAnalyzer analyzer, string prompt, string image, bool raw, CancellationToken ct)
     {
         using var features = analyzer.Encode(prompt, [image], raw, ct);
-        using var perFeature = features.Aggregate(PromptPositions.Image, FeatureAggregation.Sum);
+        using var perFeature = features.Aggregate(PromptPositions.Last, FeatureAggregation.Sum);
         return analyzer.Rank(perFeature, 1)[0].Index;
     }
 

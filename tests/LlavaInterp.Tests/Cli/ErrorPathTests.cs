@@ -59,7 +59,7 @@ public sealed class ErrorPathTests
         Assert.Contains("input-no-model", await FailsWithOneLine(1, dir, "cache", "--model", noModel, "--prompt", "hi", "--out", dir.File("out.safetensors")), StringComparison.Ordinal);
 
         Assert.Contains("input-nowhere", await FailsWithOneLine(2, dir, "cache", "--model", dir.File("input-nowhere"), "--prompt", "hi", "--out", dir.File("out.safetensors")), StringComparison.Ordinal);
-        Assert.Contains("explanations", await FailsWithOneLine(1, dir, "features", "--model", Fixture.ModelDir, "--sae", CliRun.SaeDir, "--image", Fixture.Image("gray_l"), "--explanations", dir.File("input-none.json")), StringComparison.Ordinal);
+        Assert.Contains("input-none.json", await FailsWithOneLine(1, dir, "features", "--model", Fixture.ModelDir, "--sae", CliRun.SaeDir, "--image", Fixture.Image("gray_l"), "--explanations", dir.File("input-none.json")), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -148,8 +148,8 @@ public sealed class FeaturesCommandTests(ITestOutputHelper output)
             var ids = cache.Load("input_ids");
             var imagePositions = ids.eq(6).nonzero().squeeze(1);
             var acts = sae.Encode(cache.Load(sae.HookName)).index_select(0, imagePositions);
-            sums[image] = acts.sum(0);
-            active += acts.gt(0).sum(0);
+            sums[image] = acts.sum(dim: 0);
+            active += acts.gt(0).sum(dim: 0);
             positions += imagePositions.shape[0];
         }
 

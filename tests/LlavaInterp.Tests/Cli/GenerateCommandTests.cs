@@ -51,15 +51,40 @@ public sealed class GenerateCommandTests
     }
 
     [Fact]
-    public async Task SteeringOnlyGeneratedPositionsDiffersFromSteeringAll()
+    public async Task SteeringOnlyGeneratedPositionsLeavesThePromptAlone()
     {
         var all = ParseJson((await CliRun.Llava(ImagePromptArgs("--json", "--sae", CliRun.SaeDir, "--steer", "219=-4"))).Succeeded().Stdout);
         var generated = ParseJson((await CliRun.Llava(ImagePromptArgs("--json", "--sae", CliRun.SaeDir, "--steer", "219=-4", "--positions", "generated"))).Succeeded().Stdout);
         Assert.Equal(CliRun.NewIds("steer.gen.sequences", all.Prompt.Length), all.Tokens);
 
-        // The first new token comes from the last prompt position, which "generated" leaves alone.
-        Assert.Equal(CliRun.ManifestInts("generation", "image_chat", "new_ids")[0], generated.Tokens[0]);
-        Assert.NotEqual(all.Tokens, generated.Tokens);
+        // "generated" leaves the prompt positions alone, so the first new token (read at the last prompt position) is the
+        // plain one, and the generation is still steered from there on.
+        var plain = CliRun.ManifestInts("generation", "image_chat", "new_ids");
+        Assert.Equal(plain[0], generated.Tokens[0]);
+        Assert.NotEqual(plain, generated.Tokens);
+
+    }
+
+    [Fact]
+    public async Task SteeringImagePositionsEqualsAHandWrittenHook()
+    {
+        var cli = ParseJson((await CliRun.Llava(ImagePromptArgs("--json", "--sae", CliRun.SaeDir, "--steer", "219=-40", "--positions", "image"))).Succeeded().Stdout);
+
+        // The same intervention written by hand: add -40·W_dec[219] to the image rows of the prompt pass only.
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var model = LlavaInterp.Llava.HookedLlava.FromPretrained(Fixture.ModelDir);
+        using var sae = LlavaInterp.Sae.SparseAutoencoder.Load(CliRun.SaeDir);
+        var direction = sae.WDec[219] * -40.0;
+        var positions = TorchSharp.torch.tensor(CliRun.ManifestInts("prompts", "image_chat", "image_token_positions").Select(p => (long)p).ToArray());
+        using var prompt = model.Processor!.Prepare(CliRun.RenderedImagePrompt, [Fixture.Image("gradient_rgb")], raw: true);
+        LlavaInterp.Llava.GenerationResult manual;
+        using (model.Hooks(LlavaInterp.Hooks.HookSpec.ForName("blocks.2.hook_resid_post", (x, ctx) => ctx.PositionOffset > 0 ? x : x.index_add(1, positions, direction.expand(1, positions.shape[0], -1), 1))))
+        {
+            manual = model.Generate(prompt, new LlavaInterp.Llava.GenerationOptions { MaxNewTokens = 12 });
+        }
+
+        Assert.Equal(manual.Tokens, cli.Tokens);
+        Assert.NotEqual(CliRun.ManifestInts("generation", "image_chat", "new_ids"), cli.Tokens);
     }
 
     [Fact]

@@ -120,15 +120,15 @@ public sealed class ClassSweepTests
             var sum = torch.zeros(sae.DSae);
             foreach (var image in images)
             {
-                using var prompt = model.Processor.Prepare("Describe the image.", [Path.Combine(root, cls, image + ".png")]);
+                using var prompt = model.Processor!.Prepare("Describe the image.", [Path.Combine(root, cls, image + ".png")]);
                 var (output, cache) = model.RunWithCache(LlavaInterp.Llava.LlavaInput.From(prompt), n => n == sae.HookName);
                 using (output)
                 using (cache)
                 {
                     var pos = torch.tensor(prompt.ImageTokenPositions.Select(p => (long)p).ToArray());
                     var acts = sae.Encode(cache[sae.HookName][0]).index_select(0, pos);
-                    sum += acts.sum(0);
-                    active += acts.gt(0).sum(0);
+                    sum += acts.sum(dim: 0);
+                    active += acts.gt(0).sum(dim: 0);
                     positions += pos.shape[0];
                 }
             }
