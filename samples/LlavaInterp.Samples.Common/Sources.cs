@@ -40,7 +40,12 @@ public static class Sources
     /// <c>HF_HUB_OFFLINE</c>, <c>HF_HOME</c>, <c>HF_TOKEN</c> are honoured).
     /// </summary>
     /// <exception cref="CliUsageException">Neither an existing folder nor a repo id.</exception>
-    public static Task<HookedLlava> LoadModelAsync(string pathOrRepoId, torch.ScalarType dtype, TextWriter? log, CancellationToken ct)
+    /// <param name="pathOrRepoId">A local model folder or a Hugging Face repo id.</param>
+    /// <param name="dtype">Parameter dtype.</param>
+    /// <param name="log">Receives one line per downloaded file.</param>
+    /// <param name="ct">Cancels loading.</param>
+    /// <param name="hub">Hub settings; null reads them from the environment.</param>
+    public static Task<HookedLlava> LoadModelAsync(string pathOrRepoId, torch.ScalarType dtype, TextWriter? log, CancellationToken ct, HubOptions? hub = null)
     {
         if (!Directory.Exists(pathOrRepoId) && !HubClient.LooksLikeRepoId(pathOrRepoId))
         {
@@ -52,7 +57,7 @@ public static class Sources
         var options = new LlavaLoadOptions
         {
             DType = dtype,
-            Hub = HubOptions.FromEnvironment(),
+            Hub = hub ?? HubOptions.FromEnvironment(),
             DownloadProgress = log is null ? null : DownloadLog(log),
         };
         return HookedLlava.FromPretrainedAsync(pathOrRepoId, options, ct);
@@ -69,7 +74,12 @@ public static class Sources
     /// Hugging Face repo with its metadata applied), or a Hugging Face repo that holds an SAELens folder at its root.
     /// </summary>
     /// <exception cref="CliUsageException">The argument names nothing loadable.</exception>
-    public static async Task<LoadedSae> LoadSaeAsync(string spec, torch.ScalarType? dtype, TextWriter? log, CancellationToken ct)
+    /// <param name="spec">A folder, <c>release/sae_id</c> or repo id.</param>
+    /// <param name="dtype">Compute dtype; null keeps the config's.</param>
+    /// <param name="log">Receives one line per downloaded file.</param>
+    /// <param name="ct">Cancels downloads.</param>
+    /// <param name="hub">Hub settings; null reads them from the environment.</param>
+    public static async Task<LoadedSae> LoadSaeAsync(string spec, torch.ScalarType? dtype, TextWriter? log, CancellationToken ct, HubOptions? hub = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var load = new SaeLoadOptions { DType = dtype };
@@ -92,13 +102,13 @@ public static class Sources
 
         int slash = spec.IndexOf('/', StringComparison.Ordinal);
         string? release = slash > 0 ? spec[..slash] : null;
-        using var hub = new HubClient(HubOptions.FromEnvironment());
+        using var client = new HubClient(hub ?? HubOptions.FromEnvironment());
         var progress = log is null ? null : DownloadLog(log);
         if (release is not null && SaeReleases.All.TryGetValue(release, out var known))
         {
             string saeId = spec[(slash + 1)..];
             var entry = known.Get(saeId);
-            string snapshot = await hub.SnapshotAsync(
+            string snapshot = await client.SnapshotAsync(
                 known.RepoId,
                 [entry.FilePath(SparseAutoencoder.ConfigFileName), entry.FilePath(SparseAutoencoder.WeightsFileName)],
                 progress: progress,
@@ -109,7 +119,7 @@ public static class Sources
 
         if (HubClient.LooksLikeRepoId(spec))
         {
-            string snapshot = await hub.SnapshotAsync(
+            string snapshot = await client.SnapshotAsync(
                 spec, [SparseAutoencoder.ConfigFileName, SparseAutoencoder.WeightsFileName], progress: progress, ct: ct).ConfigureAwait(false);
             return new LoadedSae(SparseAutoencoder.Load(snapshot, load), snapshot, null);
         }
@@ -129,7 +139,12 @@ public static class Sources
     /// there only warns on <paramref name="log"/>). Returns null when no explanations are found.
     /// </summary>
     /// <exception cref="FeatureExplanationsException">An explicitly given file or URL cannot be used.</exception>
-    public static async Task<FeatureExplanations?> LoadExplanationsAsync(string? spec, LoadedSae sae, TextWriter? log, CancellationToken ct)
+    /// <param name="spec">A file or URL; null looks next to the SAE, then at Neuronpedia for a release SAE.</param>
+    /// <param name="sae">The SAE.</param>
+    /// <param name="log">Receives a warning when the Neuronpedia download fails.</param>
+    /// <param name="ct">Cancels the download.</param>
+    /// <param name="hub">Hub settings (only <see cref="HubOptions.Offline"/> is used: offline, nothing is downloaded); null reads the environment.</param>
+    public static async Task<FeatureExplanations?> LoadExplanationsAsync(string? spec, LoadedSae sae, TextWriter? log, CancellationToken ct, HubOptions? hub = null)
     {
         ArgumentNullException.ThrowIfNull(sae);
         if (spec is not null)
@@ -155,7 +170,7 @@ public static class Sources
             }
         }
 
-        if (sae.Release is null || HubOptions.FromEnvironment().Offline)
+        if (sae.Release is null || (hub ?? HubOptions.FromEnvironment()).Offline)
         {
             return null;
         }
