@@ -259,6 +259,32 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void LoadingIntoAMetaModelIsRefused()
+    {
+        using var file = SafetensorsFile.Open(TinyGemma.CheckpointPath);
+        using var model = new HookedGemma(TinyGemma.Config, ScalarType.Float32, torch.META);
+        var error = Assert.Throws<InvalidOperationException>(() => model.LoadWeights(file, "language_model."));
+        Assert.Contains("meta", error.Message);
+        Assert.Contains(TinyGemma.CheckpointPath, error.Message);
+        Assert.Throws<InvalidOperationException>(() => HookedGemma.FromPretrained(Fixture.ModelDir, new GemmaLoadOptions { Device = torch.META }));
+    }
+
+    [Fact]
+    public void LoadingKeepsTheParameterObjectsAndNames()
+    {
+        using var scope = NewDisposeScope();
+        using var file = SafetensorsFile.Open(TinyGemma.CheckpointPath);
+        using var model = new HookedGemma(TinyGemma.Config);
+        var before = model.named_parameters().ToList();
+        model.LoadWeights(file, "language_model.");
+        var after = model.named_parameters().ToList();
+        Assert.Equal(before.Select(p => p.name), after.Select(p => p.name));
+        Assert.All(before.Zip(after), pair => Assert.Same(pair.First.parameter, pair.Second.parameter));
+        Assert.All(after, p => Assert.False(p.parameter.requires_grad));
+        Assert.Same(model.Model.EmbedTokens.Weight, model.UnembedWeight);
+    }
+
+    [Fact]
     public void UnknownLayoutIsAWeightLoadError()
     {
         using var source = new MemoryTensorSource([new("foo.weight", zeros(2))]);
