@@ -1,7 +1,6 @@
 using LlavaInterp.Hooks;
 using LlavaInterp.Hub;
 using LlavaInterp.Loading;
-using WeightLoadException = LlavaInterp.Loading.WeightLoadException;
 using LlavaInterp.Models.Clip;
 using LlavaInterp.Models.Gemma;
 using LlavaInterp.TensorFiles;
@@ -180,7 +179,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
                 && !n.StartsWith(projectorPrefix, StringComparison.Ordinal) && !layout.InScope(n)).ToList();
             if (unknown.Count > 0)
             {
-                throw new WeightLoadException(SourceName(source), string.Empty, [], unknown, []);
+                throw new WeightLoadException(WeightLoader.SourceName(source), string.Empty, [], unknown, []);
             }
         }
 
@@ -188,11 +187,4 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
         WeightLoader.Load(_projector, source, projectorPrefix, strict, cancellationToken: cancellationToken);
         _languageModel.LoadWeights(source, layout, strict, cancellationToken);
     }
-
-    private static string SourceName(ITensorSource source) => source switch
-    {
-        SafetensorsFile f => f.FilePath,
-        ShardedSafetensors s => s.IndexPath,
-        _ => source.GetType().Name,
-    };
 }

@@ -87,6 +87,8 @@ public sealed record LlavaConfig : HfConfig
             throw new ConfigException(source, "vision_feature_select_strategy", $"'{config.VisionFeatureSelectStrategy}' is not 'default' or 'full'.");
         }
 
+        // Validates the name now so a bad value is reported against this file, not when the projector is built.
+        _ = LlavaInterp.Nn.Activation.Get(config.ProjectorHiddenAct, source, "projector_hidden_act");
         var textConfig = GemmaConfig.Bind(text, source + "#text_config");
         var visionConfig = config.VisionConfigJson is JsonElement vision && vision.ValueKind == JsonValueKind.Object
             ? ClipVisionConfig.FromJson(vision, source + "#vision_config")

@@ -1,4 +1,4 @@
-using LlavaInterp.Models.Clip;
+using LlavaInterp.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -28,7 +28,7 @@ public sealed class LlavaMultiModalProjector : nn.Module<Tensor, Tensor>
         long text = config.TextConfig.HiddenSize;
         _linear1 = nn.Linear(vision, text, hasBias: config.MultimodalProjectorBias, device: device, dtype: dtype);
         _linear2 = nn.Linear(text, text, hasBias: config.MultimodalProjectorBias, device: device, dtype: dtype);
-        _act = ClipActivation.Get(config.ProjectorHiddenAct);
+        _act = Activation.Get(config.ProjectorHiddenAct, nameof(LlavaConfig), "projector_hidden_act").Apply;
         RegisterComponents();
     }
 

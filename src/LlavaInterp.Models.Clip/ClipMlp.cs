@@ -1,4 +1,5 @@
 using LlavaInterp.Hooks;
+using LlavaInterp.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -31,7 +32,7 @@ public sealed class ClipMlp : torch.nn.Module<torch.Tensor, torch.Tensor>
         _hookPre = new HookPoint(hookPrefix + "hook_pre", layer);
         _hookPost = new HookPoint(hookPrefix + "hook_post", layer);
         _fc2 = ClipParameters.Linear(config.IntermediateSize, config.HiddenSize, device, dtype);
-        _activation = ClipActivation.Get(config.HiddenAct);
+        _activation = Activation.Get(config.HiddenAct, nameof(ClipVisionConfig), "hidden_act").Apply;
         RegisterComponents();
     }
 

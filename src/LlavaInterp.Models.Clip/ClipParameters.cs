@@ -5,7 +5,8 @@ namespace LlavaInterp.Models.Clip;
 
 /// <summary>
 /// Builds parameters from <c>torch.empty</c>: nothing is initialised (the weights come from a checkpoint), nothing is
-/// allocated on the meta device, and CPU memory is only touched when the weights are copied in.
+/// allocated on the meta device, and CPU memory is only touched when weights are converted in (mapped weights replace the
+/// storage instead).
 /// </summary>
 internal static class ClipParameters
 {

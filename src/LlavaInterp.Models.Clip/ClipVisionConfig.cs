@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlavaInterp.Configuration;
+using LlavaInterp.Nn;
 
 namespace LlavaInterp.Models.Clip;
 
@@ -175,10 +176,7 @@ public sealed record ClipVisionConfig : HfConfig
             throw new ConfigException(source, "layer_norm_eps", $"must be a positive finite number, got {LayerNormEps}.");
         }
 
-        if (!ClipActivation.IsSupported(HiddenAct))
-        {
-            throw new ConfigException(source, "hidden_act", $"'{HiddenAct ?? "null"}' is not supported (supported: {string.Join(", ", ClipActivation.SupportedNames)}).");
-        }
+        _ = Activation.Get(HiddenAct, source, "hidden_act");
 
         return this;
 

@@ -109,7 +109,9 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     }
 
     /// <summary>
-    /// Copies the weights from a checkpoint: module key <c>vision_model.X</c> is read from <c>prefix + "vision_model.X"</c>.
+    /// Loads the weights from a checkpoint through <see cref="WeightLoader"/>: module key <c>vision_model.X</c> is read from
+    /// <c>prefix + "vision_model.X"</c>. Tensors stored in the model's dtype (model on the CPU) are mapped, not copied;
+    /// models loaded from one open <paramref name="source"/> share those pages (see <see cref="WeightLoader"/>).
     /// With <paramref name="prefix"/> <c>vision_tower.</c> (transformers 4.46 LLaVA layout) a checkpoint in the newer
     /// <c>model.vision_tower.</c> layout is accepted too. Tensors outside <c>prefix + "vision_model."</c> (a LLaVA
     /// projector, a full CLIP checkpoint's text model) are not this model's and are ignored.
@@ -118,7 +120,7 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     /// <param name="prefix">Where the vision tower sits in the checkpoint: <c>""</c> for a CLIP checkpoint,
     /// <c>vision_tower.</c> for LLaVA.</param>
     /// <param name="strict">When true (default), missing and unused vision tensors are an error.</param>
-    /// <param name="progress">Reports each copied tensor.</param>
+    /// <param name="progress">Reports each loaded tensor.</param>
     /// <param name="cancellationToken">Checked between tensors.</param>
     /// <returns>What was loaded (and, when not strict, what was missing or unused).</returns>
     /// <exception cref="WeightLoadException">Missing or unexpected tensors (strict), or a shape mismatch; lists them by name.</exception>

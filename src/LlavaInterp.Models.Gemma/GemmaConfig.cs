@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlavaInterp.Configuration;
+using LlavaInterp.Nn;
 
 namespace LlavaInterp.Models.Gemma;
 
@@ -119,7 +120,7 @@ public sealed record GemmaConfig : HfConfig
     /// (<c>hidden_act</c> is ignored, as in HF).
     /// </summary>
     /// <exception cref="ConfigException">The activation name is not supported.</exception>
-    public GemmaActivation ResolveActivation() => GemmaActivations.Parse(HiddenActivation ?? "gelu_pytorch_tanh", "GemmaConfig");
+    public Activation ResolveActivation() => Activation.Get(HiddenActivation ?? "gelu_pytorch_tanh", "GemmaConfig", "hidden_activation");
 
     /// <summary>
     /// Loads a <c>config.json</c>: a Gemma configuration (<c>model_type</c> "gemma" or absent) or a LLaVA one, whose
@@ -222,7 +223,7 @@ public sealed record GemmaConfig : HfConfig
             throw new ConfigException(source, "pad_token_id", $"{pad} is outside the vocabulary [0, {VocabSize}).");
         }
 
-        _ = GemmaActivations.Parse(HiddenActivation ?? "gelu_pytorch_tanh", source);
+        _ = Activation.Get(HiddenActivation ?? "gelu_pytorch_tanh", source, "hidden_activation");
 
         void Positive(int value, string key)
         {

@@ -1,4 +1,5 @@
 using LlavaInterp.Hooks;
+using LlavaInterp.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -52,7 +53,7 @@ public sealed class GemmaMlp : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The activation applied to <c>gate_proj(x)</c>.</summary>
-    public GemmaActivation Activation { get; }
+    public Activation Activation { get; }
 
     /// <summary><c>gate_proj</c>.</summary>
     public Linear GateProj => _gateProj;

@@ -24,7 +24,7 @@ namespace LlavaInterp.Models.Gemma;
 public sealed class GemmaRmsNorm : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "weight")]
-    private Parameter _weight;
+    private readonly Parameter _weight;
 
     [ComponentName(Name = "hook_scale")]
     private readonly HookPoint _hookScale;
@@ -78,17 +78,5 @@ public sealed class GemmaRmsNorm : nn.Module<Tensor, Tensor>
         }
 
         return output.MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Replaces the weight (the new parameter is owned by the module; the old one is disposed).</summary>
-    internal void ReplaceWeight(Parameter weight)
-    {
-        var old = _weight;
-        _weight = weight;
-        ConditionallyRegisterParameter("weight", weight);
-        if (!ReferenceEquals(old, weight))
-        {
-            old.Dispose();
-        }
     }
 }

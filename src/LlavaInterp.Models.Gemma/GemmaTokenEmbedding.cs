@@ -13,7 +13,7 @@ namespace LlavaInterp.Models.Gemma;
 public sealed class GemmaTokenEmbedding : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "weight")]
-    private Parameter _weight;
+    private readonly Parameter _weight;
 
     /// <summary>Creates the table with uninitialised values.</summary>
     public GemmaTokenEmbedding(long vocabSize, long hiddenSize, ScalarType dtype, Device device)
@@ -38,17 +38,5 @@ public sealed class GemmaTokenEmbedding : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var shape = input.shape.Append(_weight.shape[1]).ToArray();
         return _weight.index_select(0, input.reshape(-1)).view(shape).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Replaces the weight (the new parameter is owned by the module; the old one is disposed).</summary>
-    internal void ReplaceWeight(Parameter weight)
-    {
-        var old = _weight;
-        _weight = weight;
-        ConditionallyRegisterParameter("weight", weight);
-        if (!ReferenceEquals(old, weight))
-        {
-            old.Dispose();
-        }
     }
 }

@@ -1,3 +1,4 @@
+using LlavaInterp.Loading;
 using LlavaInterp.TensorFiles;
 
 namespace LlavaInterp.Models.Gemma;
@@ -43,7 +44,7 @@ public sealed record GemmaWeightLayout(string DecoderPrefix, string LmHeadKey, I
         }
 
         throw new WeightLoadException(
-            SourceName(source),
+            WeightLoader.SourceName(source),
             "no Gemma token embedding found (looked for 'model.language_model.embed_tokens.weight', "
             + "'language_model.model.embed_tokens.weight' and 'model.embed_tokens.weight').");
     }
@@ -68,5 +69,12 @@ public sealed record GemmaWeightLayout(string DecoderPrefix, string LmHeadKey, I
     /// <summary>Whether a checkpoint name belongs to the decoder's part of the checkpoint.</summary>
     public bool InScope(string key) => Scope.Any(p => key.StartsWith(p, StringComparison.Ordinal));
 
-    internal static string SourceName(ITensorSource source) => source is SafetensorsFile file ? file.FilePath : source.GetType().Name;
+    /// <summary>
+    /// The naming <see cref="WeightLoader"/> loads a <see cref="HookedGemma"/> with. With tied embeddings the model has no
+    /// <c>lm_head.weight</c>; a stored one is then not the model's (HF ties it to the embedding), so never unexpected.
+    /// </summary>
+    internal WeightNaming Naming(bool tiedEmbeddings) => new(
+        DecoderPrefix,
+        KeyFor,
+        key => InScope(key) && !(tiedEmbeddings && key == LmHeadKey));
 }

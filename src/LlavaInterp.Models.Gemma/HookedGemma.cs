@@ -1,4 +1,5 @@
 using LlavaInterp.Hooks;
+using LlavaInterp.Loading;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -164,9 +165,10 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
         LoadWeights(source, GemmaWeightLayout.FromPrefix(prefix), strict);
 
     /// <summary>
-    /// Loads every parameter from the checkpoint, mapping names with <paramref name="layout"/>. A tensor stored in the
-    /// model's dtype on the CPU becomes the parameter itself — a copy-on-write view of the memory-mapped file, nothing is
-    /// copied; other tensors are converted (a new tensor). Either way the parameter object is replaced, not written into.
+    /// Loads every parameter from the checkpoint, mapping names with <paramref name="layout"/>, through the shared
+    /// <see cref="WeightLoader"/>: a tensor stored in the model's dtype, with the model on the CPU, becomes the
+    /// parameter's storage — a copy-on-write view of the memory-mapped file, nothing is copied; other tensors are
+    /// converted into the parameter's own memory. The parameter objects (and so state-dict keys) stay the same.
     /// With tied embeddings a stored <c>lm_head.weight</c> is ignored (HF ties it to the embedding as well).
     /// </summary>
     /// <remarks>
@@ -178,64 +180,17 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
     /// <param name="strict">Fail when decoder tensors are missing or unexpected; otherwise missing ones stay
     /// uninitialised (logged) and unexpected ones are ignored. Wrong shapes or dtypes always fail.</param>
     /// <param name="cancellationToken">Stops between tensors.</param>
-    /// <exception cref="WeightLoadException">Lists every missing, unexpected and mis-shaped tensor by name; nothing is
-    /// loaded then.</exception>
+    /// <exception cref="WeightLoadException">Lists every missing, unexpected and mis-shaped or mis-typed tensor by name;
+    /// nothing is loaded then.</exception>
+    /// <exception cref="InvalidOperationException">The model was built on the meta device.</exception>
     public void LoadWeights(ITensorSource source, GemmaWeightLayout layout, bool strict = true, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(layout);
-        string sourceName = GemmaWeightLayout.SourceName(source);
-        var plan = new List<(string Parameter, string Key)>();
-        var used = new HashSet<string>(StringComparer.Ordinal);
-        var missing = new List<string>();
-        var mismatched = new List<string>();
-        foreach (var (name, parameter) in named_parameters())
+        var report = WeightLoader.Load(this, source, layout.Naming(_lmHead is null), strict, cancellationToken: cancellationToken);
+        foreach (var key in report.Missing)
         {
-            string key = layout.KeyFor(name);
-            used.Add(key);
-            if (!source.Contains(key))
-            {
-                missing.Add(key);
-                continue;
-            }
-
-            var entry = source.GetEntry(key);
-            if (!entry.Shape.SequenceEqual(parameter.shape))
-            {
-                mismatched.Add($"{key}: stored shape [{string.Join(", ", entry.Shape)}], the model needs [{string.Join(", ", parameter.shape)}]");
-            }
-            else if (entry.DType is not ("F32" or "F16" or "BF16" or "F64"))
-            {
-                mismatched.Add($"{key}: stored dtype {entry.DType} is not a floating-point type");
-            }
-            else
-            {
-                plan.Add((name, key));
-            }
-        }
-
-        if (_lmHead is null)
-        {
-            used.Add(layout.LmHeadKey);
-        }
-
-        var unexpected = source.Names.Where(n => layout.InScope(n) && !used.Contains(n)).ToList();
-        if (mismatched.Count > 0 || (strict && (missing.Count > 0 || unexpected.Count > 0)))
-        {
-            throw new WeightLoadException(sourceName, strict ? missing : [], strict ? unexpected : [], mismatched);
-        }
-
-        foreach (var key in missing)
-        {
-            Logger.LogWarning("{Source}: no tensor '{Key}'; the parameter stays uninitialised.", sourceName, key);
-        }
-
-        var modules = named_modules().ToDictionary(m => m.name, m => m.module, StringComparer.Ordinal);
-        foreach (var (name, key) in plan)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var tensor = source.Load(key, DType, Device);
-            ReplaceParameter(modules, name, tensor);
+            Logger.LogWarning("{Source}: no tensor '{Key}'; the parameter stays uninitialised.", WeightLoader.SourceName(source), key);
         }
     }
 
@@ -275,32 +230,6 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
 
     /// <inheritdoc/>
     protected override GemmaInput WithStopAtLayer(GemmaInput input, int stopAtLayer) => input with { StopAtLayer = stopAtLayer };
-
-    private static void ReplaceParameter(Dictionary<string, nn.Module> modules, string name, Tensor value)
-    {
-        int dot = name.LastIndexOf('.');
-        string path = name[..dot];
-        string leaf = name[(dot + 1)..];
-        var parameter = OwnedParameter.From(value);
-        switch (modules[path])
-        {
-            case Linear linear when leaf == "weight":
-                linear.weight = parameter;
-                break;
-            case Linear linear when leaf == "bias":
-                linear.bias = parameter;
-                break;
-            case GemmaRmsNorm norm:
-                norm.ReplaceWeight(parameter);
-                break;
-            case GemmaTokenEmbedding embedding:
-                embedding.ReplaceWeight(parameter);
-                break;
-            default:
-                parameter.Dispose();
-                throw new InvalidOperationException($"No loader for parameter '{name}'.");
-        }
-    }
 
     private static NonFiniteActivationException Locate(Tensor checksums, int firstLayer)
     {

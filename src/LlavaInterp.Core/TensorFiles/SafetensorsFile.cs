@@ -18,8 +18,9 @@ public sealed class SafetensorsFile : ITensorSource
     private readonly object _mapLock = new();
     private bool _disposed;
 
-    private SafetensorsFile(string path, long dataStart, Dictionary<string, TensorEntry> entries, IReadOnlyList<string> names, IReadOnlyDictionary<string, string> metadata)
+    private SafetensorsFile(string path, long dataStart, long fileLength, Dictionary<string, TensorEntry> entries, IReadOnlyList<string> names, IReadOnlyDictionary<string, string> metadata)
     {
+        FileLength = fileLength;
         FilePath = path;
         DataStart = dataStart;
         _entries = entries;
@@ -32,6 +33,12 @@ public sealed class SafetensorsFile : ITensorSource
 
     /// <summary>Absolute byte offset where the data area starts (8 + header length).</summary>
     public long DataStart { get; }
+
+    /// <summary>
+    /// Size of the file in bytes, measured through the open stream: for a symbolic link (the hub cache's snapshot
+    /// entries) that is the target's size, which <c>FileInfo.Length</c> would not give.
+    /// </summary>
+    public long FileLength { get; }
 
     /// <summary>The <c>__metadata__</c> string map (empty when absent), enumerated in file order.</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
@@ -176,7 +183,7 @@ public sealed class SafetensorsFile : ITensorSource
             }
 
             var names = entries.Keys.OrderBy(n => n, StringComparer.Ordinal).ToList();
-            return new SafetensorsFile(path, dataStart, entries, names, metadata);
+            return new SafetensorsFile(path, dataStart, fileLength, entries, names, metadata);
         }
     }
 
@@ -322,8 +329,7 @@ public sealed class SafetensorsFile : ITensorSource
         {
             if (!_maps.TryGetValue(type, out var map))
             {
-                long length = new FileInfo(FilePath).Length;
-                map = torch.from_file(FilePath, shared: false, size: length / size, dtype: type);
+                map = torch.from_file(FilePath, shared: false, size: FileLength / size, dtype: type);
 
                 // The mapping lives as long as this file, not as long as the caller's dispose scope.
                 map.DetachFromDisposeScope();

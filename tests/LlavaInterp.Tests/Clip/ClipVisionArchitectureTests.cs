@@ -1,4 +1,6 @@
+using LlavaInterp.Configuration;
 using LlavaInterp.Models.Clip;
+using LlavaInterp.Nn;
 using TorchSharp;
 
 namespace LlavaInterp.Tests.Clip;
@@ -87,16 +89,23 @@ public sealed class ClipVisionArchitectureTests
         using var scope = torch.NewDisposeScope();
         var x = torch.linspace(-4, 4, 33, dtype: torch.float64);
 
-        var quick = ClipActivation.Get("quick_gelu")(x);
+        var quick = Activation.Get("quick_gelu", "test", "hidden_act").Apply(x);
         Assert.True(quick.allclose(x * torch.sigmoid(1.702 * x), rtol: 0, atol: 0));
 
-        var gelu = ClipActivation.Get("gelu")(x);
+        var gelu = Activation.Get("gelu", "test", "hidden_act").Apply(x);
         Assert.True(gelu.allclose(0.5 * x * (1 + torch.special.erf(x / Math.Sqrt(2))), rtol: 1e-12, atol: 1e-12));
 
-        var tanh = ClipActivation.Get("gelu_new")(x);
+        var tanh = Activation.Get("gelu_new", "test", "hidden_act").Apply(x);
         var reference = 0.5 * x * (1 + torch.tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x.pow(3))));
         Assert.True(tanh.allclose(reference, rtol: 1e-12, atol: 1e-12));
 
-        Assert.Throws<ArgumentException>(() => ClipActivation.Get("swiglu"));
+        // gelu_new is HF's written-out formula (NewGELUActivation), bit for bit in float32, not the fused tanh kernel.
+        var x32 = torch.linspace(-4, 4, 4097, dtype: torch.float32);
+        var hf = 0.5 * x32 * (1.0 + torch.tanh(Math.Sqrt(2.0 / Math.PI) * (x32 + (0.044715 * torch.pow(x32, 3.0)))));
+        Assert.True(Activation.GeluNew.Apply(x32).eq(hf).all().item<bool>());
+
+        var ex = Assert.Throws<ConfigException>(() => Activation.Get("swiglu", "test.json", "hidden_act"));
+        Assert.Equal("hidden_act", ex.Key);
+        Assert.Contains("swiglu", ex.Message);
     }
 }

@@ -159,6 +159,78 @@ public sealed class ClipVisionLoadingTests
     }
 
     [Fact]
+    public void Float32WeightsAreMappedIntoTheSameParameterObjects()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var file = SafetensorsFile.Open(TinyClip.WeightsPath);
+        using var model = new HookedClipVisionModel(TinyClip.Config());
+        var before = model.named_parameters().ToList();
+        var keys = model.state_dict().Keys.ToList();
+        var requiresGrad = before.Select(p => p.parameter.requires_grad).ToList();
+
+        model.LoadWeights(file, TinyClip.Prefix);
+
+        // Same names, same Parameter objects, same requires_grad: only the storage changed.
+        var after = model.named_parameters().ToList();
+        Assert.Equal(before.Select(p => p.name), after.Select(p => p.name));
+        Assert.All(before.Zip(after), pair => Assert.Same(pair.First.parameter, pair.Second.parameter));
+        Assert.Equal(keys, model.state_dict().Keys);
+        Assert.Equal(requiresGrad, after.Select(p => p.parameter.requires_grad));
+
+        // Each parameter is a view of the file mapping (no copy): same storage, same offset.
+        Assert.Equal(55, after.Count);
+        foreach (var (name, parameter) in after)
+        {
+            using var stored = file.Load(TinyClip.Prefix + name);
+            Assert.Equal(stored.storage<float>().data_ptr(), parameter.storage<float>().data_ptr());
+            Assert.Equal(stored.storage_offset(), parameter.storage_offset());
+        }
+    }
+
+    [Fact]
+    public void AnotherDTypeIsConvertedIntoTheModelsOwnMemory()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var file = SafetensorsFile.Open(TinyClip.WeightsPath);
+        using var model = new HookedClipVisionModel(TinyClip.Config(), dtype: torch.ScalarType.BFloat16);
+        var weight = model.VisionModel.Encoder.Layers[1].Mlp.Fc1.weight!;
+
+        model.LoadWeights(file, TinyClip.Prefix);
+
+        using var stored = file.Load("vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight");
+        Assert.Same(weight, model.VisionModel.Encoder.Layers[1].Mlp.Fc1.weight);
+        Assert.Equal(torch.ScalarType.BFloat16, weight.dtype);
+        Assert.True(weight.eq(stored.to(torch.ScalarType.BFloat16)).all().item<bool>());
+        Assert.All(model.parameters(), p => Assert.Equal(torch.ScalarType.BFloat16, p.dtype));
+    }
+
+    [Fact]
+    public void ModelsLoadedFromOneOpenSourceShareTheMappedWeights()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var file = SafetensorsFile.Open(TinyClip.WeightsPath);
+        using var first = new HookedClipVisionModel(TinyClip.Config());
+        using var second = new HookedClipVisionModel(TinyClip.Config());
+        first.LoadWeights(file, TinyClip.Prefix);
+        second.LoadWeights(file, TinyClip.Prefix);
+        using var original = file.Load("vision_tower.vision_model.pre_layrnorm.weight").clone();
+
+        using (torch.no_grad())
+        {
+            first.VisionModel.PreLayrnorm.weight!.mul_(2);
+        }
+
+        // The documented side effect: the pages are shared, so the edit shows in the other model ...
+        Assert.True(second.VisionModel.PreLayrnorm.weight!.eq(original * 2).all().item<bool>());
+
+        // ... but never in the file (copy-on-write), nor in a model loaded through another instance.
+        using var reopened = SafetensorsFile.Open(TinyClip.WeightsPath);
+        using var third = new HookedClipVisionModel(TinyClip.Config());
+        third.LoadWeights(reopened, TinyClip.Prefix);
+        Assert.True(third.VisionModel.PreLayrnorm.weight!.eq(original).all().item<bool>());
+    }
+
+    [Fact]
     public void CancellationStopsTheLoad()
     {
         using var file = SafetensorsFile.Open(TinyClip.WeightsPath);

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlavaInterp.Configuration;
 using LlavaInterp.Models.Gemma;
+using LlavaInterp.Nn;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -60,7 +61,7 @@ public sealed class GemmaConfigTests
         Assert.Equal(512, config.MaxPositionEmbeddings);
         Assert.True(config.TieWordEmbeddings);
         Assert.False(config.AttentionBias);
-        Assert.Equal(GemmaActivation.GeluPytorchTanh, config.ResolveActivation());
+        Assert.Same(Activation.GeluPytorchTanh, config.ResolveActivation());
         Assert.Equal([1], config.EosTokenId!);
         Assert.Equal(2, config.BosTokenId);
         Assert.Equal(0, config.PadTokenId);
@@ -86,7 +87,7 @@ public sealed class GemmaConfigTests
         // gemma-2b states hidden_act "gelu" and no hidden_activation: Gemma v1 ignores hidden_act (HF PR 29402).
         Assert.Equal("gelu", config.HiddenAct);
         Assert.Null(config.HiddenActivation);
-        Assert.Equal(GemmaActivation.GeluPytorchTanh, config.ResolveActivation());
+        Assert.Same(Activation.GeluPytorchTanh, config.ResolveActivation());
         Assert.True(config.ExtraKeys!.ContainsKey("rope_scaling"));
         Assert.True(config.ExtraKeys.ContainsKey("transformers_version"));
     }
@@ -110,22 +111,23 @@ public sealed class GemmaConfigTests
         Assert.Equal(0, config.PadTokenId);
         Assert.Equal(2, config.BosTokenId);
         Assert.Equal([1], config.EosTokenId!);
-        Assert.Equal(GemmaActivation.GeluPytorchTanh, config.ResolveActivation());
+        Assert.Same(Activation.GeluPytorchTanh, config.ResolveActivation());
     }
 
     [Theory]
-    [InlineData("gelu_pytorch_tanh", GemmaActivation.GeluPytorchTanh)]
-    [InlineData("gelu", GemmaActivation.Gelu)]
-    [InlineData("gelu_new", GemmaActivation.GeluNew)]
-    [InlineData("gelu_fast", GemmaActivation.GeluFast)]
-    [InlineData("quick_gelu", GemmaActivation.QuickGelu)]
-    [InlineData("relu", GemmaActivation.Relu)]
-    [InlineData("silu", GemmaActivation.Silu)]
-    [InlineData("swish", GemmaActivation.Silu)]
-    public void HiddenActivationNamesMap(string name, GemmaActivation expected)
+    [InlineData("gelu_pytorch_tanh", "gelu_pytorch_tanh")]
+    [InlineData("gelu", "gelu")]
+    [InlineData("gelu_new", "gelu_new")]
+    [InlineData("gelu_fast", "gelu_fast")]
+    [InlineData("quick_gelu", "quick_gelu")]
+    [InlineData("relu", "relu")]
+    [InlineData("silu", "silu")]
+    [InlineData("swish", "silu")]
+    public void HiddenActivationNamesMap(string name, string expected)
     {
         var config = GemmaConfig.Parse($$"""{"hidden_activation": "{{name}}", "hidden_act": "relu"}""", "test");
-        Assert.Equal(expected, config.ResolveActivation());
+        Assert.Equal(expected, config.ResolveActivation().Name);
+        Assert.Same(Activation.Get(name, "test", "hidden_activation"), config.ResolveActivation());
     }
 
     [Fact]
@@ -135,23 +137,24 @@ public sealed class GemmaConfigTests
         var x = linspace(-6, 6, 241, ScalarType.Float64);
         var c = Math.Sqrt(2 / Math.PI);
         var erf = special.erf(x / Math.Sqrt(2));
-        var expected = new Dictionary<GemmaActivation, Tensor>
+        var expected = new Dictionary<Activation, Tensor>
         {
-            [GemmaActivation.Gelu] = x * 0.5 * (erf + 1),
-            [GemmaActivation.GeluPytorchTanh] = x * 0.5 * ((x + x.pow(3) * 0.044715).mul(c).tanh() + 1),
-            [GemmaActivation.GeluNew] = x * 0.5 * ((x + x.pow(3) * 0.044715).mul(c).tanh() + 1),
-            [GemmaActivation.GeluFast] = x * 0.5 * ((x * 0.7978845608 * (x * x * 0.044715 + 1)).tanh() + 1),
-            [GemmaActivation.QuickGelu] = x * (x * 1.702).sigmoid(),
-            [GemmaActivation.Relu] = x.clamp_min(0),
-            [GemmaActivation.Silu] = x * x.sigmoid(),
+            [Activation.Gelu] = x * 0.5 * (erf + 1),
+            [Activation.GeluPytorchTanh] = x * 0.5 * ((x + x.pow(3) * 0.044715).mul(c).tanh() + 1),
+            [Activation.GeluNew] = x * 0.5 * ((x + x.pow(3) * 0.044715).mul(c).tanh() + 1),
+            [Activation.GeluFast] = x * 0.5 * ((x * 0.7978845608 * (x * x * 0.044715 + 1)).tanh() + 1),
+            [Activation.QuickGelu] = x * (x * 1.702).sigmoid(),
+            [Activation.Relu] = x.clamp_min(0),
+            [Activation.Silu] = x * x.sigmoid(),
         };
+        Assert.Equal(expected.Count + 1, Activation.SupportedNames.Count); // + the swish alias
         foreach (var (activation, reference) in expected)
         {
             TensorAssert.Close(reference, activation.Apply(x.to(ScalarType.Float32)), 1e-6, 1e-6, activation.ToString());
         }
 
         // The two tanh forms are not the same function: a mix-up would show here.
-        Assert.False(GemmaActivation.Gelu.Apply(x).allclose(GemmaActivation.GeluPytorchTanh.Apply(x), 1e-6, 1e-6));
+        Assert.False(Activation.Gelu.Apply(x).allclose(Activation.GeluPytorchTanh.Apply(x), 1e-6, 1e-6));
     }
 
     [Fact]

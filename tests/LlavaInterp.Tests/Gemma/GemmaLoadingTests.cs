@@ -1,3 +1,4 @@
+using LlavaInterp.Loading;
 using LlavaInterp.Models.Gemma;
 using LlavaInterp.TensorFiles;
 using LlavaInterp.Tests.Support;
@@ -137,23 +138,30 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         var error = Assert.Throws<WeightLoadException>(() => model.LoadWeights(source, "language_model."));
         Assert.Equal(
             new[] { "language_model.model.layers.1.mlp.up_proj.weight", "language_model.model.layers.2.self_attn.o_proj.weight" },
-            error.MissingKeys.Order(StringComparer.Ordinal));
-        Assert.Equal(new[] { "language_model.model.layers.2.self_attn.out_proj.weight" }, error.UnexpectedKeys);
-        Assert.Equal(2, error.MismatchedKeys.Count);
-        Assert.Contains(error.MismatchedKeys, m => m.StartsWith("language_model.model.norm.weight: stored shape [63]", StringComparison.Ordinal));
-        Assert.Contains(error.MismatchedKeys, m => m.StartsWith("language_model.model.layers.0.input_layernorm.weight: stored dtype I64", StringComparison.Ordinal));
-        foreach (var name in error.MissingKeys.Concat(error.UnexpectedKeys))
+            error.Missing.Order(StringComparer.Ordinal));
+        Assert.Equal(new[] { "language_model.model.layers.2.self_attn.out_proj.weight" }, error.Unexpected);
+        var shape = Assert.Single(error.ShapeMismatches);
+        Assert.Equal("language_model.model.norm.weight", shape.Name);
+        Assert.Equal([64L], shape.Expected);
+        Assert.Equal([63L], shape.Actual);
+        var dtype = Assert.Single(error.DTypeMismatches);
+        Assert.Equal("language_model.model.layers.0.input_layernorm.weight", dtype.Name);
+        Assert.Equal(ScalarType.Float32, dtype.Expected);
+        Assert.Equal("I64", dtype.Actual);
+        Assert.Contains("language_model.model.norm.weight: expected [64], checkpoint has [63]", error.Message);
+        Assert.Contains("language_model.model.layers.0.input_layernorm.weight: stored dtype I64", error.Message);
+        foreach (var name in error.Missing.Concat(error.Unexpected))
         {
             Assert.Contains(name, error.Message);
         }
 
         // Vision tensors are outside the decoder's namespace: never unexpected.
-        Assert.DoesNotContain(error.UnexpectedKeys, k => k.StartsWith("vision_tower", StringComparison.Ordinal));
+        Assert.DoesNotContain(error.Unexpected, k => k.StartsWith("vision_tower", StringComparison.Ordinal));
         // A standalone checkpoint claims every name, so a stray tensor is unexpected there.
         using var standalone = MemoryTensorSource.From(file, n => n.StartsWith("language_model.", StringComparison.Ordinal) ? n["language_model.".Length..] : n);
         var stray = Assert.Throws<WeightLoadException>(() => model.LoadWeights(standalone, GemmaWeightLayout.Standalone));
-        Assert.Contains("multi_modal_projector.linear_1.weight", stray.UnexpectedKeys);
-        Assert.Empty(stray.MissingKeys);
+        Assert.Contains("multi_modal_projector.linear_1.weight", stray.Unexpected);
+        Assert.Empty(stray.Missing);
     }
 
     [Fact]
@@ -209,7 +217,7 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
 
         source.Remove("language_model.lm_head.weight");
         var error = Assert.Throws<WeightLoadException>(() => untied.LoadWeights(source, "language_model."));
-        Assert.Equal(new[] { "language_model.lm_head.weight" }, error.MissingKeys);
+        Assert.Equal(new[] { "language_model.lm_head.weight" }, error.Missing);
     }
 
     [Fact]
@@ -222,7 +230,7 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         using var model = new HookedGemma(config);
         Assert.Contains("model.layers.0.self_attn.q_proj.bias", model.state_dict().Keys);
         var missing = Assert.Throws<WeightLoadException>(() => model.LoadWeights(source, "language_model."));
-        Assert.Equal(16, missing.MissingKeys.Count); // q/k/v/o biases of 4 layers
+        Assert.Equal(16, missing.Missing.Count); // q/k/v/o biases of 4 layers
 
         foreach (var proj in new[] { "q_proj", "k_proj", "v_proj", "o_proj" })
         {
@@ -248,6 +256,32 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         using var actual = model.call(GemmaInput.FromIds(TinyGemma.TextIds));
         TensorAssert.Close(expected.Logits!, actual.Logits!);
         Assert.False(expected.Logits!.allclose(Fixture.Load("lm.text_chat.logits"), 1e-3, 1e-3));
+    }
+
+    [Fact]
+    public void LoadingIntoAMetaModelIsRefused()
+    {
+        using var file = SafetensorsFile.Open(TinyGemma.CheckpointPath);
+        using var model = new HookedGemma(TinyGemma.Config, ScalarType.Float32, torch.META);
+        var error = Assert.Throws<InvalidOperationException>(() => model.LoadWeights(file, "language_model."));
+        Assert.Contains("meta", error.Message);
+        Assert.Contains(TinyGemma.CheckpointPath, error.Message);
+        Assert.Throws<InvalidOperationException>(() => HookedGemma.FromPretrained(Fixture.ModelDir, new GemmaLoadOptions { Device = torch.META }));
+    }
+
+    [Fact]
+    public void LoadingKeepsTheParameterObjectsAndNames()
+    {
+        using var scope = NewDisposeScope();
+        using var file = SafetensorsFile.Open(TinyGemma.CheckpointPath);
+        using var model = new HookedGemma(TinyGemma.Config);
+        var before = model.named_parameters().ToList();
+        model.LoadWeights(file, "language_model.");
+        var after = model.named_parameters().ToList();
+        Assert.Equal(before.Select(p => p.name), after.Select(p => p.name));
+        Assert.All(before.Zip(after), pair => Assert.Same(pair.First.parameter, pair.Second.parameter));
+        Assert.All(after, p => Assert.False(p.parameter.requires_grad));
+        Assert.Same(model.Model.EmbedTokens.Weight, model.UnembedWeight);
     }
 
     [Fact]

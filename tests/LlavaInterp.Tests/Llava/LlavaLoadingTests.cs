@@ -1,5 +1,6 @@
 using LlavaInterp.Configuration;
 using LlavaInterp.Llava;
+using LlavaInterp.TensorFiles;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -20,6 +21,33 @@ public sealed class LlavaLoadingTests
         using var o1 = single.call(LlavaInput.From(p1));
         using var o2 = sharded.call(LlavaInput.From(p2));
         TensorAssert.Close(o1.Logits!, o2.Logits!, 0, 0, "sharded vs single");
+    }
+
+    [Fact]
+    public void EveryFloat32ParameterIsAViewOfTheMappedCheckpoint()
+    {
+        using var scope = NewDisposeScope();
+        var config = LlavaConfig.Load(System.IO.Path.Combine(Fixture.ModelDir, "config.json"));
+        using var file = SafetensorsFile.Open(System.IO.Path.Combine(Fixture.ModelDir, "model.safetensors"));
+        using var model = new HookedLlava(config);
+        model.LoadWeights(file);
+        var parameters = model.named_parameters().ToList();
+        Assert.Contains(parameters, p => p.name.StartsWith("multi_modal_projector.", StringComparison.Ordinal));
+        foreach (var (name, parameter) in parameters)
+        {
+            using var stored = file.Load(name);
+            Assert.Equal(stored.storage<float>().data_ptr(), parameter.storage<float>().data_ptr());
+            Assert.Equal(stored.storage_offset(), parameter.storage_offset());
+        }
+    }
+
+    [Fact]
+    public void UnknownProjectorActivationIsAConfigError()
+    {
+        var config = LlavaConfig.Load(System.IO.Path.Combine(Fixture.ModelDir, "config.json")) with { ProjectorHiddenAct = "swiglu" };
+        var error = Assert.Throws<ConfigException>(() => new HookedLlava(config, device: torch.device("meta")));
+        Assert.Equal("projector_hidden_act", error.Key);
+        Assert.Contains("swiglu", error.Message);
     }
 
     [Fact]
@@ -45,6 +73,9 @@ public sealed class LlavaLoadingTests
         Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"llava","text_config":{"model_type":"gemma"},"vision_feature_select_strategy":"odd"}"""));
         Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"llava"}"""));
         Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"mistral","text_config":{"model_type":"gemma"}}"""));
+        var act = Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"llava","projector_hidden_act":"nope","text_config":{"model_type":"gemma"}}""", "cfg.json"));
+        Assert.Equal("projector_hidden_act", act.Key);
+        Assert.Contains("cfg.json", act.Message, StringComparison.Ordinal);
     }
 
     [Fact]
