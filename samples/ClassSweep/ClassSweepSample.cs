@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using LlavaInterp.Sae;
 using LlavaInterp.TensorFiles;
 using TorchSharp;
 using static TorchSharp.torch;

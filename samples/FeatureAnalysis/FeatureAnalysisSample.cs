@@ -1,5 +1,3 @@
-using LlavaInterp.Sae;
-
 namespace LlavaInterp.Samples.FeatureAnalysis;
 
 /// <summary>

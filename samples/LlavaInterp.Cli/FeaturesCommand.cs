@@ -1,8 +1,5 @@
 using System.Globalization;
-using LlavaInterp.Sae;
 using LlavaInterp.Samples;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace LlavaInterp.Cli;
 
