@@ -1,0 +1,84 @@
+using BenchmarkDotNet.Attributes;
+using LlavaInterp.Llava;
+using LlavaInterp.Sae;
+using TorchSharp;
+
+namespace LlavaInterp.Benchmarks;
+
+/// <summary>
+/// An SAE feature sweep over 8 images at the mid-size config of <see cref="MidSizeLlava"/>: for each 640×480 PNG,
+/// prepare the chat prompt (decode and preprocess the image), run the model to the SAE's hook point, encode with a
+/// random SAE (d_in 1024, d_sae 16384, <c>blocks.3.hook_resid_post</c>) and take the top 10 features summed over the
+/// image tokens. The run stops after block 3 (<c>stopAtLayer: 4</c>); compare one image's share with
+/// <see cref="LlavaBenchmarks.Prefill"/> (all 8 blocks and the unembedding) for what stopping early saves.
+/// Three iterations: one operation is 8 forwards.
+/// </summary>
+[MemoryDiagnoser]
+[MedianColumn]
+[SimpleJob(launchCount: 1, warmupCount: 1, iterationCount: 3)]
+public class SaeSweepBenchmarks
+{
+    private const int Images = 8;
+    private const string HookName = "blocks.3.hook_resid_post";
+    private HookedLlava _model = null!;
+    private LlavaProcessor _processor = null!;
+    private SparseAutoencoder _sae = null!;
+    private string _dir = null!;
+    private string[] _paths = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        (_model, _processor) = MidSizeLlava.Create();
+        _dir = MidSizeLlava.NewTempDir();
+        _paths = Enumerable.Range(0, Images).Select(i => MidSizeLlava.WriteImage(_dir, i, jpeg: false)).ToArray();
+        int dIn = _model.Config.TextConfig.HiddenSize, dSae = 16384;
+        var g = new torch.Generator(3);
+        var weights = new Dictionary<string, torch.Tensor>
+        {
+            ["W_enc"] = torch.randn(dIn, dSae, generator: g) * 0.02,
+            ["W_dec"] = torch.randn(dSae, dIn, generator: g) * 0.02,
+            ["b_enc"] = torch.randn(dSae, generator: g) * 0.01,
+            ["b_dec"] = torch.randn(dIn, generator: g) * 0.01,
+        };
+        var config = SaeConfig.Parse($$"""{"d_in": {{dIn}}, "d_sae": {{dSae}}, "hook_name": "{{HookName}}", "hook_layer": 3}""", "benchmark");
+        _sae = SparseAutoencoder.FromTensors(config, weights);
+        foreach (var t in weights.Values)
+        {
+            t.Dispose();
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _sae.Dispose();
+        _model.Dispose();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    /// <summary>8 images, each run to the SAE's layer only.</summary>
+    [Benchmark]
+    public double SweepStopAtLayer() => Sweep(_sae.HookLayer + 1);
+
+    private double Sweep(int? stopAtLayer)
+    {
+        using var _ = torch.inference_mode();
+        double total = 0;
+        foreach (string path in _paths)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var prompt = _processor.Prepare("What is in this image?", [path]);
+            var (output, cache) = _model.RunWithCache(LlavaInput.From(prompt), n => n == HookName, stopAtLayer: stopAtLayer);
+            using (output)
+            using (cache)
+            {
+                var acts = _sae.Encode(cache[HookName]);
+                var top = FeatureActivations.TopK(acts, PositionSelector.At(prompt.ImageTokenPositions.Select(p => (long)p)), FeatureAggregation.Sum, k: 10);
+                total += top[0].Value;
+            }
+        }
+
+        return total;
+    }
+}
