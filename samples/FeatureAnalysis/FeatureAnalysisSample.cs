@@ -1,3 +1,4 @@
+using LlavaInterp.Sae.Analysis;
 namespace LlavaInterp.Samples.FeatureAnalysis;
 
 /// <summary>
