@@ -87,12 +87,7 @@ public static class ClassSweepSample
                 }
 
                 progress.Report((i, cls.Name));
-                using var tally = new FeatureTally(sae.Sae.DSae);
-                foreach (var image in cls.Images)
-                {
-                    using var features = analyzer.Encode(prompt, [image], raw: false, ct);
-                    tally.Add(features, positions, aggregation);
-                }
+                using var tally = analyzer.Tally(cls.Images, prompt, positions, aggregation, ct: ct);
 
                 Save(state, cls, settings, tally);
                 progress.Report((i + 1, cls.Name));
