@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using LlavaInterp.Sae.Analysis;
 using LlavaInterp.TensorFiles;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -46,15 +47,15 @@ public static class ClassSweepSample
             var (modelPath, saePath) = TinyModel.Choose(a.Optional("model"), a.Optional("sae"));
             string? explanationsArg = a.Optional("explanations");
             string prompt = a.Optional("prompt") ?? "Describe the image.";
-            var positions = PromptPositions.Parse(a.Optional("positions"));
-            var aggregation = Aggregations.Parse(a.Optional("aggregate"));
+            var positions = CliArgs.Usage(() => PromptPositions.Parse(a.Optional("positions")));
+            var aggregation = CliArgs.Usage(() => Aggregations.Parse(a.Optional("aggregate")));
             a.RejectUnknown();
             if (topK < 1 || !(maxDensity >= 0 && maxDensity <= 1))
             {
                 throw new CliUsageException("--top-k must be at least 1 and --exclude-dense a fraction between 0 and 1.");
             }
 
-            var classes = ImageFolder.Classes(imageDir, perClass);
+            var classes = CliArgs.Usage(() => ImageFolder.Classes(imageDir, perClass));
             if (TinyModel.IsTiny(modelPath))
             {
                 stdout.WriteLine(TinyModel.Notice);
@@ -63,7 +64,7 @@ public static class ClassSweepSample
             using var model = await Sources.LoadModelAsync(modelPath, ScalarType.Float32, stderr, ct);
             using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct);
             var explanations = await Sources.LoadExplanationsAsync(explanationsArg ?? (TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null), sae, stderr, ct);
-            var analyzer = new FeatureAnalyzer(model, sae.Sae, explanations);
+            var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));
 
             // Everything that changes a class's numbers; a saved class made with other settings is not reused.
             string settings = $"model={modelPath}; sae={sae.Sae.HookName} d_sae={sae.Sae.DSae} ({saePath}); prompt={prompt}; positions={positions}; aggregate={Aggregations.Name(aggregation)}";
@@ -86,12 +87,7 @@ public static class ClassSweepSample
                 }
 
                 progress.Report((i, cls.Name));
-                using var tally = new FeatureTally(sae.Sae.DSae);
-                foreach (var image in cls.Images)
-                {
-                    using var features = analyzer.Encode(prompt, [image], raw: false, ct);
-                    tally.Add(features, positions, aggregation);
-                }
+                using var tally = analyzer.Tally(cls.Images, prompt, positions, aggregation, ct: ct);
 
                 Save(state, cls, settings, tally);
                 progress.Report((i + 1, cls.Name));

@@ -1,3 +1,4 @@
+using LlavaInterp.Sae.Analysis;
 namespace LlavaInterp.Samples.FeatureAnalysis;
 
 /// <summary>
@@ -33,8 +34,8 @@ public static class FeatureAnalysisSample
             string prompt = a.Optional("prompt") ?? "Describe the image.";
             bool raw = a.Flag("raw");
             int topK = a.Int("top-k") ?? 5;
-            var positions = PromptPositions.Parse(a.Optional("positions"));
-            var aggregation = Aggregations.Parse(a.Optional("aggregate"));
+            var positions = CliArgs.Usage(() => PromptPositions.Parse(a.Optional("positions")));
+            var aggregation = CliArgs.Usage(() => Aggregations.Parse(a.Optional("aggregate")));
             string? heatmapDir = a.Optional("heatmap");
             a.RejectUnknown();
             if (TinyModel.IsTiny(modelPath))
@@ -46,7 +47,7 @@ public static class FeatureAnalysisSample
             using var model = await Sources.LoadModelAsync(modelPath, TorchSharp.torch.ScalarType.Float32, stderr, ct);
             using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct);
             var explanations = await Sources.LoadExplanationsAsync(explanationsArg ?? (TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null), sae, stderr, ct);
-            var analyzer = new FeatureAnalyzer(model, sae.Sae, explanations);
+            var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));
             stdout.WriteLine($"SAE {sae.Sae.HookName}: {sae.Sae.DSae} features; prompt \"{prompt}\"; {positions}, {Aggregations.Name(aggregation)}");
 
             // 2. Per image: feature activations [tokens, d_sae] → one value per feature → the top k.

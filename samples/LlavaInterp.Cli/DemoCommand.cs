@@ -1,4 +1,5 @@
 using System.Globalization;
+using LlavaInterp.Sae.Analysis;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
 using LlavaInterp.Samples;
@@ -67,7 +68,7 @@ public static class DemoCommand
         using var model = await Sources.LoadModelAsync(modelPath, TorchSharp.torch.ScalarType.Float32, stderr, ct).ConfigureAwait(false);
         using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct).ConfigureAwait(false);
         var explanations = await Sources.LoadExplanationsAsync(explanationsSpec ?? (TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null), sae, stderr, ct).ConfigureAwait(false);
-        var analyzer = new FeatureAnalyzer(model, sae.Sae, explanations);
+        var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));
         stdout.WriteLine($"model: {modelPath}");
         stdout.WriteLine($"SAE:   {saePath} ({sae.Sae.Architecture.ToString().ToLowerInvariant()}, {sae.Sae.DSae} features at {sae.Sae.HookName}; the model runs only up to block {sae.Sae.HookLayer})");
         stdout.WriteLine();

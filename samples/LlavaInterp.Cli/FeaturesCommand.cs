@@ -1,4 +1,5 @@
 using System.Globalization;
+using LlavaInterp.Sae.Analysis;
 using LlavaInterp.Samples;
 
 namespace LlavaInterp.Cli;
@@ -48,8 +49,8 @@ public static class FeaturesCommand
         string prompt = a.Optional("prompt") ?? DefaultPrompt;
         bool raw = a.Flag("raw");
         int topK = CommandInputs.AtLeast(a.Int("top-k"), 10, 1, "--top-k");
-        var positions = PromptPositions.Parse(a.Optional("positions"));
-        var aggregation = Aggregations.Parse(a.Optional("aggregate"));
+        var positions = CliArgs.Usage(() => PromptPositions.Parse(a.Optional("positions")));
+        var aggregation = CliArgs.Usage(() => Aggregations.Parse(a.Optional("aggregate")));
         double? excludeDense = a.Double("exclude-dense");
         string? heatmap = a.Optional("heatmap");
         int? heatmapFeature = a.Int("feature");
@@ -82,7 +83,7 @@ public static class FeaturesCommand
         bool byClass = imageDir is not null && ImageFolder.HasClassFolders(imageDir);
         if (byClass)
         {
-            entries = ImageFolder.Classes(imageDir!, perClass);
+            entries = CliArgs.Usage(() => ImageFolder.Classes(imageDir!, perClass));
         }
         else if (imageDir is not null)
         {
@@ -91,7 +92,7 @@ public static class FeaturesCommand
                 throw new CliUsageException($"--per-class needs class sub-folders in '{imageDir}' (DIR/<class>/<image>).");
             }
 
-            var found = ImageFolder.ImagesIn(imageDir);
+            var found = CliArgs.Usage(() => ImageFolder.ImagesIn(imageDir));
             if (found.Count == 0)
             {
                 throw new CliUsageException($"'{imageDir}' holds no image.");
@@ -117,7 +118,7 @@ public static class FeaturesCommand
         using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct).ConfigureAwait(false);
         using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct).ConfigureAwait(false);
         var explanations = await Sources.LoadExplanationsAsync(explanationsSpec, sae, stderr, ct).ConfigureAwait(false);
-        var analyzer = new FeatureAnalyzer(model, sae.Sae, explanations);
+        var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));
         if (heatmapFeature is int hf && (hf < 0 || hf >= sae.Sae.DSae))
         {
             throw new CliUsageException($"--feature {hf} is out of range: the SAE has {sae.Sae.DSae} features.");

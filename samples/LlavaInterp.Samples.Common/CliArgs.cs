@@ -12,6 +12,23 @@ public sealed class CliUsageException(string message) : Exception(message);
 /// </summary>
 public sealed class CliArgs
 {
+    /// <summary>
+    /// Runs a library parse or check of user input; its <see cref="ArgumentException"/> or
+    /// <see cref="DirectoryNotFoundException"/> becomes a <see cref="CliUsageException"/> (a bad command line).
+    /// </summary>
+    public static T Usage<T>(Func<T> parse)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        try
+        {
+            return parse();
+        }
+        catch (Exception ex) when (ex is ArgumentException or DirectoryNotFoundException)
+        {
+            throw new CliUsageException(ex.Message);
+        }
+    }
+
     private readonly Dictionary<string, List<string>> _values = new(StringComparer.Ordinal);
     private readonly HashSet<string> _flags = new(StringComparer.Ordinal);
     private readonly HashSet<string> _read = new(StringComparer.Ordinal);

@@ -82,50 +82,23 @@ public static class Sources
     public static async Task<LoadedSae> LoadSaeAsync(string spec, torch.ScalarType? dtype, TextWriter? log, CancellationToken ct, HubOptions? hub = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        SaeLocation location;
+        try
+        {
+            location = await SparseAutoencoder.LocateAsync(spec, hub: hub, progress: log is null ? null : DownloadLog(log), ct: ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is ArgumentException or FileNotFoundException)
+        {
+            throw new CliUsageException($"--sae: {ex.Message}");
+        }
+
         var load = new SaeLoadOptions { DType = dtype };
-        if (Directory.Exists(spec))
+        if (location.Release is not null)
         {
-            if (!File.Exists(Path.Combine(spec, SparseAutoencoder.ConfigFileName)))
-            {
-                throw new CliUsageException(File.Exists(Path.Combine(spec, SparseAutoencoder.GemmaScopeFileName))
-                    ? $"--sae '{spec}' is a GemmaScope folder (params.npz without cfg.json); load it in code with SparseAutoencoder.LoadGemmaScope and its hook name."
-                    : $"--sae '{spec}' has no {SparseAutoencoder.ConfigFileName} (expected a SAELens folder).");
-            }
-
-            return new LoadedSae(SparseAutoencoder.Load(spec, load), spec, null);
+            load = load with { Release = location.Release, SaeId = location.SaeId };
         }
 
-        if (File.Exists(spec))
-        {
-            throw new CliUsageException($"--sae '{spec}' is a file; pass the SAE folder (with cfg.json).");
-        }
-
-        int slash = spec.IndexOf('/', StringComparison.Ordinal);
-        string? release = slash > 0 ? spec[..slash] : null;
-        using var client = new HubClient(hub ?? HubOptions.FromEnvironment());
-        var progress = log is null ? null : DownloadLog(log);
-        if (release is not null && SaeReleases.All.TryGetValue(release, out var known))
-        {
-            string saeId = spec[(slash + 1)..];
-            var entry = known.Get(saeId);
-            string snapshot = await client.SnapshotAsync(
-                known.RepoId,
-                [entry.FilePath(SparseAutoencoder.ConfigFileName), entry.FilePath(SparseAutoencoder.WeightsFileName)],
-                progress: progress,
-                ct: ct).ConfigureAwait(false);
-            string folder = Path.Combine(snapshot, entry.Path);
-            return new LoadedSae(SparseAutoencoder.Load(folder, load with { Release = release, SaeId = saeId }), folder, release);
-        }
-
-        if (HubClient.LooksLikeRepoId(spec))
-        {
-            string snapshot = await client.SnapshotAsync(
-                spec, [SparseAutoencoder.ConfigFileName, SparseAutoencoder.WeightsFileName], progress: progress, ct: ct).ConfigureAwait(false);
-            return new LoadedSae(SparseAutoencoder.Load(snapshot, load), snapshot, null);
-        }
-
-        throw new CliUsageException(
-            $"--sae '{spec}' is neither an existing folder, a known SAE release/id ({string.Join(", ", SaeReleases.All.Keys)}), nor a Hugging Face repo id.");
+        return new LoadedSae(SparseAutoencoder.Load(location.Folder, load), location.Folder, location.Release);
     }
 
     /// <summary>Neuronpedia's export of every explanation of one SAE (<c>modelId</c> and source id as in <c>neuronpedia_id</c>).</summary>

@@ -1,3 +1,5 @@
+using LlavaInterp.Sae.Analysis;
+
 namespace LlavaInterp.Samples;
 
 /// <summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using LlavaInterp.Sae.Analysis;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
 using SaeSteering = LlavaInterp.Sae.Steering;
@@ -55,7 +56,7 @@ public static class SteeringSample
             using var prompted = Sources.ProcessorOf(model).Prepare(prompt, [image], raw);
 
             // The feature to remove: given, or the strongest one at the last prompt token, where the answer starts.
-            int f = feature ?? TopFeature(new FeatureAnalyzer(model, sae.Sae, explanations), prompt, image, raw, ct);
+            int f = feature ?? TopFeature(CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations)), prompt, image, raw, ct);
             var positions = positionsArg switch
             {
                 "all" => PositionSelector.All,

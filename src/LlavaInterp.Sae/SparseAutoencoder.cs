@@ -33,7 +33,7 @@ public enum SaeArchitecture
 /// Encoding and decoding are stateless and may run on several threads at once; the folding methods mutate the
 /// weights and must not run concurrently with them.
 /// </summary>
-public sealed class SparseAutoencoder : IDisposable
+public sealed partial class SparseAutoencoder : IDisposable
 {
     /// <summary>SAELens's config file name.</summary>
     public const string ConfigFileName = "cfg.json";

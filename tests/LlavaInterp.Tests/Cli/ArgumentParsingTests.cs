@@ -1,3 +1,4 @@
+using LlavaInterp.Sae.Analysis;
 using LlavaInterp.Cli;
 using LlavaInterp.Samples;
 
@@ -61,8 +62,8 @@ public sealed class ArgumentParsingTests
         Assert.Equal(10, PromptPositions.Parse("all").Resolve(10, []).Resolve(0, 10).Length);
         Assert.Equal([8L], PromptPositions.Parse("-2").Resolve(10, []).Resolve(0, 10));
         Assert.Equal([5L], PromptPositions.Parse("5").Resolve(10, []).Resolve(0, 10));
-        Assert.Throws<CliUsageException>(() => PromptPositions.Parse("10").Resolve(10, []));
-        Assert.Throws<CliUsageException>(() => PromptPositions.Parse("image").Resolve(10, []));
-        Assert.Throws<CliUsageException>(() => PromptPositions.Parse("first"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PromptPositions.Parse("10").Resolve(10, []));
+        Assert.Throws<ArgumentException>(() => PromptPositions.Parse("image").Resolve(10, []));
+        Assert.Throws<ArgumentException>(() => PromptPositions.Parse("first"));
     }
 }

@@ -1,3 +1,4 @@
+using LlavaInterp.Sae.Analysis;
 using LlavaInterp.Sae;
 using LlavaInterp.Tests.Support;
 using SixLabors.ImageSharp;

@@ -1,8 +1,7 @@
-using LlavaInterp.Sae;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Samples;
+namespace LlavaInterp.Sae.Analysis;
 
 /// <summary>
 /// Accumulates over several images: the mean of each image's per-feature aggregate (a class's profile) and how often

@@ -1,16 +1,22 @@
 using LlavaInterp.Llava;
 using LlavaInterp.Models.Clip;
-using LlavaInterp.Sae;
+using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Samples;
+namespace LlavaInterp.Sae.Analysis;
 
 /// <summary>A feature of a ranking with its activation and its first explanation (null when it has none).</summary>
 /// <param name="Index">The feature index.</param>
 /// <param name="Activation">Its aggregated activation.</param>
 /// <param name="Description">Neuronpedia's explanation, trimmed, or null.</param>
 public sealed record RankedFeature(int Index, double Activation, string? Description);
+
+/// <summary>Progress of <see cref="FeatureAnalyzer.Tally"/>: images done of the total, and the last one encoded.</summary>
+/// <param name="Done">Images encoded so far.</param>
+/// <param name="Total">Images in the sweep.</param>
+/// <param name="Image">The image just encoded.</param>
+public sealed record FeatureSweepProgress(int Done, int Total, string Image);
 
 /// <summary>The SAE feature activations of one prompt: [positions, d_sae] float32 on the CPU, plus the prompt's layout.</summary>
 public sealed class PromptFeatures : IDisposable
@@ -40,7 +46,7 @@ public sealed class PromptFeatures : IDisposable
     public IReadOnlyList<int> TokensPerImage { get; }
 
     /// <summary>The selector for <paramref name="positions"/> in this prompt.</summary>
-    /// <exception cref="CliUsageException">No image for <c>image</c>, or an index outside the prompt.</exception>
+    /// <exception cref="ArgumentException">No image for <c>image</c>, or an index outside the prompt.</exception>
     public PositionSelector Select(PromptPositions positions) => positions.Resolve(InputIds.Count, ImageTokenPositions);
 
     /// <summary>Per-feature aggregate over the selected positions, [d_sae] float32; the caller owns it.</summary>
@@ -48,17 +54,17 @@ public sealed class PromptFeatures : IDisposable
         FeatureActivations.Aggregate(Acts, Select(positions), aggregation);
 
     /// <summary>One feature over image <paramref name="image"/>'s patch grid, [gridH, gridW]; the caller owns it.</summary>
-    /// <exception cref="CliUsageException">No such image or feature.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">No such image or feature.</exception>
     public Tensor SpatialMapOf(int feature, int image = 0)
     {
         if (image < 0 || image >= Images.Count)
         {
-            throw new CliUsageException(Images.Count == 0 ? "a heatmap needs an image in the prompt." : $"image {image} is out of range: the prompt has {Images.Count}.");
+            throw new ArgumentOutOfRangeException(nameof(image), image, Images.Count == 0 ? "A heatmap needs an image in the prompt." : $"Image {image} is out of range: the prompt has {Images.Count}.");
         }
 
         if (feature < 0 || feature >= Acts.shape[1])
         {
-            throw new CliUsageException($"feature {feature} is out of range: the SAE has {Acts.shape[1]} features.");
+            throw new ArgumentOutOfRangeException(nameof(feature), feature, $"Feature {feature} is out of range: the SAE has {Acts.shape[1]} features.");
         }
 
         var positions = ImageTokenPositions.Skip(TokensPerImage.Take(image).Sum()).Take(TokensPerImage[image]).Select(p => (long)p).ToArray();
@@ -85,16 +91,23 @@ public sealed class PromptFeatures : IDisposable
 /// </summary>
 public sealed class FeatureAnalyzer
 {
+    private readonly ILogger? _logger;
+
     /// <summary>Creates the analyzer; the model, SAE and explanations stay owned by the caller.</summary>
-    /// <exception cref="CliUsageException">The model has no hook point of the SAE's name.</exception>
-    public FeatureAnalyzer(HookedLlava model, SparseAutoencoder sae, FeatureExplanations? explanations)
+    /// <param name="model">The model.</param>
+    /// <param name="sae">The SAE; its hook point must be one of the model's.</param>
+    /// <param name="explanations">Feature explanations, or null.</param>
+    /// <param name="logger">Receives one debug line per image of <see cref="Tally"/>; null logs nothing.</param>
+    /// <exception cref="SaeException">The model has no hook point of the SAE's name.</exception>
+    public FeatureAnalyzer(HookedLlava model, SparseAutoencoder sae, FeatureExplanations? explanations, ILogger? logger = null)
     {
+        _logger = logger;
         Model = model ?? throw new ArgumentNullException(nameof(model));
         Sae = sae ?? throw new ArgumentNullException(nameof(sae));
         Explanations = explanations;
         if (!model.HookDict.ContainsKey(sae.HookName))
         {
-            throw new CliUsageException($"the SAE reads '{sae.HookName}', which is not a hook point of this model (e.g. {string.Join(", ", model.HookNames.Where(n => n.EndsWith("hook_resid_post", StringComparison.Ordinal)).Take(3))}).");
+            throw new SaeException(sae.HookName, $"The SAE reads '{sae.HookName}', which is not a hook point of this model (e.g. {string.Join(", ", model.HookNames.Where(n => n.EndsWith("hook_resid_post", StringComparison.Ordinal)).Take(3))}).");
         }
     }
 
@@ -118,12 +131,13 @@ public sealed class FeatureAnalyzer
     /// <param name="images">Image files (one <c>&lt;image&gt;</c> each).</param>
     /// <param name="raw">Tokenize <paramref name="prompt"/> as is (see <see cref="LlavaProcessor.Prepare(string, IReadOnlyList{string}?, bool)"/>).</param>
     /// <param name="ct">Cancels before the run.</param>
+    /// <exception cref="InvalidOperationException">The model was built without a processor.</exception>
     public PromptFeatures Encode(string prompt, IReadOnlyList<string> images, bool raw = false, CancellationToken ct = default)
     {
         ct.ThrowIfCancellationRequested();
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.inference_mode();
-        var processor = Sources.ProcessorOf(Model);
+        var processor = Model.Processor ?? throw new InvalidOperationException("The model has no processor (tokenizer and preprocessor files); load it from a model folder.");
         using var prepared = processor.Prepare(prompt, images, raw);
         var input = LlavaInput.From(prepared) with { ComputeLogits = StopAtLayer is null };
         var (output, cache) = Model.RunWithCache(input, n => n == Sae.HookName, stopAtLayer: StopAtLayer);
@@ -137,6 +151,46 @@ public sealed class FeatureAnalyzer
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="prompt"/> with each image in turn (one image per run) and accumulates the per-image
+    /// aggregates and activity counts at <paramref name="positions"/>; the caller owns the returned tally.
+    /// </summary>
+    /// <param name="images">Image files.</param>
+    /// <param name="prompt">The prompt (see <see cref="Encode"/>).</param>
+    /// <param name="positions">Where activations are read.</param>
+    /// <param name="aggregation">How each image's positions are combined.</param>
+    /// <param name="raw">Tokenize <paramref name="prompt"/> as is.</param>
+    /// <param name="progress">Receives a report after each image.</param>
+    /// <param name="ct">Cancels between images.</param>
+    public FeatureTally Tally(
+        IReadOnlyList<string> images, string prompt, PromptPositions positions, FeatureAggregation aggregation,
+        bool raw = false, IProgress<FeatureSweepProgress>? progress = null, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(positions);
+        var tally = new FeatureTally(Sae.DSae);
+        try
+        {
+            for (int i = 0; i < images.Count; i++)
+            {
+                using (var features = Encode(prompt, [images[i]], raw, ct))
+                {
+                    tally.Add(features, positions, aggregation);
+                }
+
+                _logger?.LogDebug("Encoded {Image} ({Done}/{Total})", images[i], i + 1, images.Count);
+                progress?.Report(new FeatureSweepProgress(i + 1, images.Count, images[i]));
+            }
+
+            return tally;
+        }
+        catch
+        {
+            tally.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>The feature's first explanation, or null.</summary>
     public string? Describe(int feature) => Explanations?.Describe(feature);
 
@@ -144,13 +198,13 @@ public sealed class FeatureAnalyzer
     /// The <paramref name="k"/> largest features of an aggregate [d_sae], largest first (<c>torch.topk</c> order),
     /// skipping <paramref name="exclude"/>.
     /// </summary>
-    /// <exception cref="CliUsageException">k is not positive.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">k is not positive.</exception>
     public IReadOnlyList<RankedFeature> Rank(Tensor aggregate, int k, IReadOnlySet<int>? exclude = null)
     {
         ArgumentNullException.ThrowIfNull(aggregate);
         if (k < 1)
         {
-            throw new CliUsageException($"--top-k must be at least 1, got {k}.");
+            throw new ArgumentOutOfRangeException(nameof(k), k, $"The number of features to rank must be at least 1, got {k}.");
         }
 
         using var scope = torch.NewDisposeScope();

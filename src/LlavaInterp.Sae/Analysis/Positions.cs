@@ -1,7 +1,6 @@
 using System.Globalization;
-using LlavaInterp.Sae;
 
-namespace LlavaInterp.Samples;
+namespace LlavaInterp.Sae.Analysis;
 
 /// <summary>Which prompt positions feature activations are read at: <c>image|last|all|INDEX</c>.</summary>
 public sealed record PromptPositions
@@ -31,18 +30,18 @@ public sealed record PromptPositions
     public static PromptPositions At(long index) => new("index", index);
 
     /// <summary>Parses <c>image|last|all|INDEX</c>.</summary>
-    /// <exception cref="CliUsageException">Anything else.</exception>
+    /// <exception cref="ArgumentException">Anything else.</exception>
     public static PromptPositions Parse(string? value, string option = "--positions") => value switch
     {
         null or "image" => Image,
         "last" => Last,
         "all" => All,
         _ when long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long i) => At(i),
-        _ => throw new CliUsageException($"{option} must be image, last, all or a token index, got '{value}'."),
+        _ => throw new ArgumentException($"{option} must be image, last, all or a token index, got '{value}'.", nameof(value)),
     };
 
     /// <summary>The selector for a prompt of <paramref name="length"/> tokens with these image-token positions.</summary>
-    /// <exception cref="CliUsageException">No image tokens for <c>image</c>, or an index outside the prompt.</exception>
+    /// <exception cref="ArgumentException">No image tokens for <c>image</c>, or an index outside the prompt.</exception>
     public PositionSelector Resolve(int length, IReadOnlyList<int> imagePositions)
     {
         switch (Kind)
@@ -50,7 +49,7 @@ public sealed record PromptPositions
             case "image":
                 if (imagePositions.Count == 0)
                 {
-                    throw new CliUsageException("--positions image needs an image in the prompt; give --image or use --positions last|all|INDEX.");
+                    throw new ArgumentException("Positions 'image' need an image in the prompt; add an image or use last, all or a token index.", nameof(imagePositions));
                 }
 
                 return PositionSelector.At(imagePositions.Select(p => (long)p));
@@ -61,7 +60,7 @@ public sealed record PromptPositions
             default:
                 if (Index >= length || Index < -length)
                 {
-                    throw new CliUsageException($"--positions {Index} is outside the prompt's {length} tokens.");
+                    throw new ArgumentOutOfRangeException(nameof(length), $"Position {Index} is outside the prompt's {length} tokens.");
                 }
 
                 return PositionSelector.At(Index);
@@ -78,17 +77,19 @@ public sealed record PromptPositions
     };
 }
 
-/// <summary>Parses <c>--aggregate sum|mean|max</c>.</summary>
+/// <summary>Parses and names <see cref="FeatureAggregation"/> values: <c>sum|mean|max</c>.</summary>
 public static class Aggregations
 {
     /// <summary>The aggregation named by <paramref name="value"/> (sum when null).</summary>
-    /// <exception cref="CliUsageException">Not sum, mean or max.</exception>
-    public static FeatureAggregation Parse(string? value) => value switch
+    /// <exception cref="ArgumentException">Not sum, mean or max.</exception>
+    /// <param name="value">The name.</param>
+    /// <param name="option">How the value is named in the error message.</param>
+    public static FeatureAggregation Parse(string? value, string option = "--aggregate") => value switch
     {
         null or "sum" => FeatureAggregation.Sum,
         "mean" => FeatureAggregation.Mean,
         "max" => FeatureAggregation.Max,
-        _ => throw new CliUsageException($"--aggregate must be sum, mean or max, got '{value}'."),
+        _ => throw new ArgumentException($"{option} must be sum, mean or max, got '{value}'.", nameof(value)),
     };
 
     /// <summary>The lower-case name.</summary>

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace LlavaInterp.Samples;
+namespace LlavaInterp.Sae.Analysis;
 
 /// <summary>The top features of one image, or of one class of images.</summary>
 /// <param name="Label">The image path, or the class name.</param>
@@ -42,7 +42,7 @@ public static class FeatureReport
             }
         }
 
-        ConsoleTable.Write(output, [first, "FEATURE", "ACTIVATION", "DESCRIPTION"], rows, new HashSet<int> { 1, 2 });
+        TextTable.Write(output, [first, "FEATURE", "ACTIVATION", "DESCRIPTION"], rows, new HashSet<int> { 1, 2 });
     }
 
     /// <summary>One JSON object per line: <c>{"image"|"class": …, "features": [{"index", "activation", "description"}]}</c>.</summary>

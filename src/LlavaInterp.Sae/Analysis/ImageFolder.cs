@@ -1,4 +1,4 @@
-namespace LlavaInterp.Samples;
+namespace LlavaInterp.Sae.Analysis;
 
 /// <summary>A class of an ImageNet-style folder: its name (the sub-folder's) and the images used for it.</summary>
 /// <param name="Name">The class name.</param>
@@ -21,12 +21,12 @@ public static class ImageFolder
     public static bool IsImage(string path) => Extensions.Contains(Path.GetExtension(path));
 
     /// <summary>The images directly inside <paramref name="folder"/>, sorted by name.</summary>
-    /// <exception cref="CliUsageException">The folder does not exist.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     public static IReadOnlyList<string> ImagesIn(string folder)
     {
         if (!Directory.Exists(folder))
         {
-            throw new CliUsageException($"image folder '{folder}' does not exist.");
+            throw new DirectoryNotFoundException($"Image folder '{folder}' does not exist.");
         }
 
         return Directory.EnumerateFiles(folder).Where(IsImage).Order(StringComparer.Ordinal).ToArray();
@@ -39,17 +39,18 @@ public static class ImageFolder
     /// <summary>
     /// The classes of an ImageNet-style folder with the first <paramref name="perClass"/> images of each (all when null).
     /// </summary>
-    /// <exception cref="CliUsageException">The folder does not exist, has no class folders, or a class has no image.</exception>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="ArgumentException">It has no class folders, a class has no image, or <paramref name="perClass"/> is below 1.</exception>
     public static IReadOnlyList<ImageClass> Classes(string folder, int? perClass = null)
     {
         if (!Directory.Exists(folder))
         {
-            throw new CliUsageException($"image folder '{folder}' does not exist.");
+            throw new DirectoryNotFoundException($"Image folder '{folder}' does not exist.");
         }
 
         if (perClass is < 1)
         {
-            throw new CliUsageException($"the number of images per class must be at least 1, got {perClass}.");
+            throw new ArgumentOutOfRangeException(nameof(perClass), perClass, $"The number of images per class must be at least 1, got {perClass}.");
         }
 
         var classes = new List<ImageClass>();
@@ -58,7 +59,7 @@ public static class ImageFolder
             var images = ImagesIn(dir);
             if (images.Count == 0)
             {
-                throw new CliUsageException($"class folder '{dir}' holds no image ({string.Join(", ", Extensions)}).");
+                throw new ArgumentException($"Class folder '{dir}' holds no image ({string.Join(", ", Extensions)}).", nameof(folder));
             }
 
             classes.Add(new ImageClass(Path.GetFileName(dir), perClass is int n ? images.Take(n).ToArray() : images));
@@ -66,7 +67,7 @@ public static class ImageFolder
 
         if (classes.Count == 0)
         {
-            throw new CliUsageException($"'{folder}' has no class sub-folders (expected DIR/<class>/<image>).");
+            throw new ArgumentException($"'{folder}' has no class sub-folders (expected DIR/<class>/<image>).", nameof(folder));
         }
 
         return classes;

@@ -1,11 +1,11 @@
+using LlavaInterp.Sae.Analysis;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
-using LlavaInterp.Samples;
 using LlavaInterp.Tests.Cli;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
 
-namespace LlavaInterp.Tests.Samples;
+namespace LlavaInterp.Tests.Sae;
 
 public sealed class FeatureAnalyzerTests
 {
@@ -33,8 +33,8 @@ public sealed class FeatureAnalyzerTests
             TensorAssert.Close(Fixture.Load("sae.standard.feature_acts")[0], features.Acts, what: "feature_acts");
             using var map = features.SpatialMapOf(221);
             Assert.Equal([4L, 4L], map.shape);
-            Assert.Throws<CliUsageException>(() => features.SpatialMapOf(256));
-            Assert.Throws<CliUsageException>(() => features.SpatialMapOf(0, image: 1));
+            Assert.Throws<ArgumentOutOfRangeException>(() => features.SpatialMapOf(256));
+            Assert.Throws<ArgumentOutOfRangeException>(() => features.SpatialMapOf(0, image: 1));
         }
     }
 
@@ -50,7 +50,7 @@ public sealed class FeatureAnalyzerTests
         Assert.Equal([0, 4, 2], analyzer.Rank(aggregate, 3, new HashSet<int> { 1, 3 }).Select(f => f.Index));
         Assert.Equal([0, 4, 2], analyzer.Rank(aggregate, 10, new HashSet<int> { 1, 3 }).Select(f => f.Index));
         Assert.All(analyzer.Rank(aggregate, 2), f => Assert.Null(f.Description));
-        Assert.Throws<CliUsageException>(() => analyzer.Rank(aggregate, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => analyzer.Rank(aggregate, 0));
     }
 
     [Fact]
@@ -58,7 +58,7 @@ public sealed class FeatureAnalyzerTests
     {
         using var model = HookedLlava.FromPretrained(Fixture.ModelDir);
         using var sae = SparseAutoencoder.LoadGemmaScope(Fixture.Path("sae", "gemmascope-L3", "params.npz"), "blocks.9.hook_resid_post");
-        var ex = Assert.Throws<CliUsageException>(() => new FeatureAnalyzer(model, sae, null));
+        var ex = Assert.Throws<SaeException>(() => new FeatureAnalyzer(model, sae, null));
         Assert.Contains("blocks.9.hook_resid_post", ex.Message, StringComparison.Ordinal);
     }
 }
