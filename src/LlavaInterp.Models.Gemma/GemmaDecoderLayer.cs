@@ -94,7 +94,4 @@ public sealed class GemmaDecoderLayer : nn.Module<Tensor, GemmaLayerContext, Ten
         var mlpOut = _hookMlpOut.call(_mlp.call(_postAttentionLayernorm.call(mid)));
         return _hookResidPost.call(mid + mlpOut).MoveToOuterDisposeScope();
     }
-
-    /// <inheritdoc/>
-    public override IEnumerable<(string name, nn.Module module)> named_modules() => ModuleOrder.DepthFirst(this);
 }

@@ -182,9 +182,6 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         };
     }
 
-    /// <inheritdoc/>
-    public override IEnumerable<(string name, nn.Module module)> named_modules() => ModuleOrder.DepthFirst(this);
-
     private static int ResolveStop(int? stopAtLayer, int numLayers)
     {
         if (stopAtLayer is not int stop)
