@@ -101,7 +101,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
             selected = selected[.., 1..];
         }
 
-        return hook_image_features.call(_projector.call(selected)).MoveToOuterDisposeScope();
+        return HookResults.ReturnFrom(scope, hook_image_features.call(_projector.call(selected)));
     }
 
     /// <summary>
@@ -140,7 +140,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
                 throw new LlavaException($"The input has {imageTokens} image tokens (id {Config.ImageTokenIndex}) but no pixel values.");
             }
 
-            embeds = hook_inputs_embeds.call(merged).MoveToOuterDisposeScope();
+            embeds = HookResults.ReturnFrom(scope, hook_inputs_embeds.call(merged));
         }
 
         using (embeds)

@@ -90,6 +90,6 @@ public sealed class ClipEncoderLayer : torch.nn.Module<torch.Tensor, torch.Tenso
         var attnOut = _hookAttnOut.call(_selfAttn.call(_hookLn1.call(_layerNorm1.call(residPre))));
         var residMid = _hookResidMid.call(residPre + attnOut);
         var mlpOut = _hookMlpOut.call(_mlp.call(_hookLn2.call(_layerNorm2.call(residMid))));
-        return ClipScopes.Return(scope, _hookResidPost.call(residMid + mlpOut));
+        return HookResults.ReturnFrom(scope, _hookResidPost.call(residMid + mlpOut));
     }
 }

@@ -88,7 +88,7 @@ public sealed class ClipVisionTransformer : torch.nn.Module<ClipVisionInput, Cli
         {
             if (!returned.TryGetValue(t, out var r))
             {
-                r = ClipScopes.Return(scope, t);
+                r = HookResults.ReturnFrom(scope, t);
                 returned[t] = r;
             }
 

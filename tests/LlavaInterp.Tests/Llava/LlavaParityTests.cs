@@ -199,4 +199,25 @@ public sealed class LlavaParityTests(TinyLlavaFixture tiny) : IClassFixture<Tiny
             TensorAssert.Close(cache["blocks.2.hook_resid_post"], output.ResidualStream, 0, 0, "cache vs output");
         }
     }
+
+    [Fact]
+    public void PatchingInACallerOwnedActivationLeavesItToTheCaller()
+    {
+        using var prompt = tiny.ImageChatPrompt();
+        var (plain, cache) = Model.RunWithCache(LlavaInput.From(prompt), n => n is "hook_inputs_embeds" or "hook_image_features");
+        using (plain)
+        using (cache)
+        {
+            var embeds = cache["hook_inputs_embeds"];
+            var features = cache["hook_image_features"];
+            using (var patched = Model.RunWithHooks(LlavaInput.From(prompt), ("hook_inputs_embeds", (_, _) => embeds), ("hook_image_features", (_, _) => features)))
+            {
+                TensorAssert.Close(plain.Logits!, patched.Logits!, 0, 0, "patched run");
+            }
+
+            Assert.False(embeds.IsInvalid);
+            Assert.False(features.IsInvalid);
+            TensorAssert.Close(Fixture.Load("lm.image_chat.inputs_embeds"), embeds, what: "cached inputs_embeds still usable");
+        }
+    }
 }
