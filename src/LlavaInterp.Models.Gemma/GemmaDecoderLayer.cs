@@ -92,6 +92,6 @@ public sealed class GemmaDecoderLayer : nn.Module<Tensor, GemmaLayerContext, Ten
         var attnOut = _hookAttnOut.call(_selfAttn.call(_inputLayernorm.call(residual), context));
         var mid = _hookResidMid.call(residual + attnOut);
         var mlpOut = _hookMlpOut.call(_mlp.call(_postAttentionLayernorm.call(mid)));
-        return _hookResidPost.call(mid + mlpOut).MoveToOuterDisposeScope();
+        return HookResults.ReturnFrom(scope, _hookResidPost.call(mid + mlpOut));
     }
 }

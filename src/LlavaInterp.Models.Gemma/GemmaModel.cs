@@ -138,7 +138,7 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         using var position = HookRun.EnterPositionOffset(past);
         using var scope = NewDisposeScope();
 
-        var hidden = Embed(input, out bool embedded);
+        var hidden = Embed(input);
         long b = hidden.shape[0];
         long t = hidden.shape[1];
         cache?.CheckCompatible(b, numLayers);
@@ -164,17 +164,12 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
             last = _norm.call(hidden);
         }
 
-        if (!embedded && ReferenceEquals(hidden, input.InputsEmbeds))
-        {
-            // No block ran and no hook replaced the caller's tensor: the output must not own (and dispose) it.
-            hidden = hidden.alias();
-        }
-
         cache?.Commit(t, mask2d);
         return new GemmaOutput
         {
-            ResidualStream = hidden.MoveToOuterDisposeScope(),
-            LastHiddenState = last?.MoveToOuterDisposeScope(),
+            // The stream may be the caller's own tensor (no block ran) or one a hook patched in: never take ownership of it.
+            ResidualStream = HookResults.ReturnFrom(scope, hidden),
+            LastHiddenState = last is null ? null : HookResults.ReturnFrom(scope, last),
             Cache = cache,
             PastLength = past,
             Checksums = stack(checksums).MoveToOuterDisposeScope(),
@@ -230,11 +225,10 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         return zeros(blocked.shape, dtype, device).masked_fill(blocked, finfo(dtype).min);
     }
 
-    private Tensor Embed(GemmaInput input, out bool embedded)
+    private Tensor Embed(GemmaInput input)
     {
         if (input.StartAtLayer is not null)
         {
-            embedded = false;
             if (input.InputIds is not null || input.InputsEmbeds is null)
             {
                 throw new ArgumentException("StartAtLayer needs the residual stream in InputsEmbeds (and no InputIds).", nameof(input));
@@ -243,7 +237,6 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
             return ToModel(CheckEmbeds(input.InputsEmbeds, "InputsEmbeds"));
         }
 
-        embedded = true;
         if ((input.InputIds is null) == (input.InputsEmbeds is null))
         {
             throw new ArgumentException("Give exactly one of InputIds and InputsEmbeds.", nameof(input));

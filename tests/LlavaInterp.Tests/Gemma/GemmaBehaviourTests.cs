@@ -181,4 +181,19 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => new HookedGemma(TinyGemma.Config, ScalarType.Float64, torch.META));
         Assert.Equal(41, cache.Length);
     }
+
+    [Fact]
+    public void APatchedInLastResidualStaysTheCallersAfterTheOutputIsDisposed()
+    {
+        using var model = TinyGemma.Load();
+        using var ids = TinyGemma.TextIds;
+        using var patch = torch.zeros(ids.shape[0], ids.shape[1], model.Config.HiddenSize);
+        using (var output = model.RunWithHooks(GemmaInput.FromIds(ids), ($"blocks.{model.Config.NumHiddenLayers - 1}.hook_resid_post", (_, _) => patch)))
+        {
+            TensorAssert.Close(patch, output.ResidualStream, 0, 0, "residual stream is the patch");
+        }
+
+        Assert.False(patch.IsInvalid);
+        Assert.Equal(0.0, patch.abs().sum().item<float>());
+    }
 }
