@@ -31,6 +31,7 @@ public sealed class TinyResidualModel : HookedRootModule<TinyInput, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         using var offset = HookRun.EnterPositionOffset(input.PositionOffset);
+        using var noGrad = torch.no_grad();
         var h = hook_embed.call(input.X);
         int stop = input.StopAtLayer ?? blocks.Count;
         for (int i = 0; i < stop; i++)

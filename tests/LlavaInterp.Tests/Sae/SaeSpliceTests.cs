@@ -1,5 +1,6 @@
 using LlavaInterp.Hooks;
 using LlavaInterp.Sae;
+using LlavaInterp.Tests.Hooks;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
 using Xunit.Abstractions;
@@ -11,9 +12,9 @@ public sealed class SaeSpliceTests(ITestOutputHelper output)
 {
     private const string Hook = "blocks.1.hook_resid_post";
 
-    private static SaeTestModel Model() => new(64, nLayers: 2);
+    private static TinyResidualModel Model() => new(64, nLayers: 2, seed: 7);
 
-    private static SaeModelInput Input() => new(Fixture.Load("sae.standard.input"));
+    private static TinyInput Input() => new(Fixture.Load("sae.standard.input"));
 
     [Fact]
     public void SpliceWithErrorTermLeavesTheModelOutputUnchanged()
@@ -175,7 +176,7 @@ public sealed class SaeSpliceTests(ITestOutputHelper output)
             return a;
         })))
         {
-            model.RunWithHooks(new SaeModelInput(Fixture.Load("sae.standard.input").narrow(1, 34, 1), PositionOffset: 35), splice.Spec);
+            model.RunWithHooks(new TinyInput(Fixture.Load("sae.standard.input").narrow(1, 34, 1), PositionOffset: 35), splice.Spec);
         }
 
         Assert.NotNull(seen);

@@ -1,5 +1,6 @@
 using LlavaInterp.Hooks;
 using LlavaInterp.Sae;
+using LlavaInterp.Tests.Hooks;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -38,11 +39,11 @@ public sealed class SteeringTests
     public void AddFeatureAtImagePositionsOnly()
     {
         using var scope = torch.NewDisposeScope();
-        using var model = new SaeTestModel(64);
+        using var model = new TinyResidualModel(64, nLayers: 2, seed: 7);
         using var sae = SaeFixture.StandardAt(Hook, 1);
         var positions = SaeFixture.ImagePositions;
-        var baseline = model.call(new SaeModelInput(Prompt()));
-        var steered = model.RunWithHooks(new SaeModelInput(Prompt()), Steering.AddFeature(sae, 219, -4.0, PositionSelector.At(positions)));
+        var baseline = model.call(new TinyInput(Prompt()));
+        var steered = model.RunWithHooks(new TinyInput(Prompt()), Steering.AddFeature(sae, 219, -4.0, PositionSelector.At(positions)));
         var v = Steering.FeatureVector(sae, 219, -4.0);
         for (int p = 0; p < 35; p++)
         {
@@ -55,7 +56,7 @@ public sealed class SteeringTests
     public void GeneratedPositionsOnlyWorksWithKvStyleChunks()
     {
         using var scope = torch.NewDisposeScope();
-        using var model = new SaeTestModel(64);
+        using var model = new TinyResidualModel(64, nLayers: 2, seed: 7);
         var prompt = Prompt();
         var next = prompt.narrow(1, 34, 1) * 0.5; // a stand-in for a generated token's activation
         var full = torch.cat([prompt, next], 1);
@@ -63,22 +64,22 @@ public sealed class SteeringTests
         var spec = Steering.AddVector("blocks.0.hook_resid_post", v, PositionSelector.From(35));
 
         // The prompt pass (offset 0) is untouched.
-        var promptBase = model.call(new SaeModelInput(prompt));
-        var promptSteered = model.RunWithHooks(new SaeModelInput(prompt), spec);
+        var promptBase = model.call(new TinyInput(prompt));
+        var promptSteered = model.RunWithHooks(new TinyInput(prompt), spec);
         TensorAssert.Close(promptBase, promptSteered, atol: 0, rtol: 0, what: "prompt pass");
 
         // The decoding step (one position at offset 35) is steered.
-        var stepBase = model.call(new SaeModelInput(next, 35));
-        var stepSteered = model.RunWithHooks(new SaeModelInput(next, 35), spec);
+        var stepBase = model.call(new TinyInput(next, PositionOffset: 35));
+        var stepSteered = model.RunWithHooks(new TinyInput(next, PositionOffset: 35), spec);
         Assert.True(SaeFixture.MaxAbs(stepBase, stepSteered) > 1e-2);
 
         // A full pass over prompt + token gives the same rows as the two chunks.
-        var fullSteered = model.RunWithHooks(new SaeModelInput(full), spec);
+        var fullSteered = model.RunWithHooks(new TinyInput(full), spec);
         TensorAssert.Close(promptSteered, fullSteered.narrow(1, 0, 35), atol: 1e-5, rtol: 1e-6, what: "prompt rows");
         TensorAssert.Close(stepSteered, fullSteered.narrow(1, 35, 1), atol: 1e-5, rtol: 1e-6, what: "generated row");
 
         // The steering runs at block 0, so the effect is the vector pushed through block 1 (not a plain sum).
-        var manual = model.RunWithHooks(new SaeModelInput(next, 35), ("blocks.0.hook_resid_post", (HookFunction)((x, _) => x + v)));
+        var manual = model.RunWithHooks(new TinyInput(next, PositionOffset: 35), ("blocks.0.hook_resid_post", (HookFunction)((x, _) => x + v)));
         TensorAssert.Close(manual, stepSteered, atol: 0, rtol: 0, what: "step = manual add");
     }
 
@@ -126,9 +127,9 @@ public sealed class SteeringTests
     public void MismatchedDirectionFailsInTheRunNamingTheHook()
     {
         using var scope = torch.NewDisposeScope();
-        using var model = new SaeTestModel(64);
+        using var model = new TinyResidualModel(64, nLayers: 2, seed: 7);
         var spec = Steering.AddVector("blocks.0.hook_resid_post", torch.ones(63));
-        var ex = Assert.Throws<HookException>(() => model.RunWithHooks(new SaeModelInput(Prompt()), spec));
+        var ex = Assert.Throws<HookException>(() => model.RunWithHooks(new TinyInput(Prompt()), spec));
         Assert.Equal("blocks.0.hook_resid_post", ex.HookName);
         Assert.Contains("63", ex.Message);
     }
