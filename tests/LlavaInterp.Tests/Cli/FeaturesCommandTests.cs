@@ -165,7 +165,7 @@ public sealed class FeaturesCommandTests(ITestOutputHelper output)
             Assert.Equal(indices.data<long>().ToArray().Select(i => (int)i), result.Features.Select(f => f.Index));
             for (int i = 0; i < 4; i++)
             {
-                Assert.Equal(values[i].item<double>(), result.Features[i].Activation, 3);
+                TensorAssert.Close(values[i].item<double>(), result.Features[i].Activation, what: $"feature #{i + 1}");
             }
 
             Assert.All(result.Features, f => Assert.False(dense[f.Index].item<bool>()));

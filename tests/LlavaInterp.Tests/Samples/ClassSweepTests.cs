@@ -62,7 +62,7 @@ public sealed class ClassSweepTests
             Assert.Equal(features.Select(f => f.Index.ToString(System.Globalization.CultureInfo.InvariantCulture)), mine.Select(c => c[2]));
             for (int i = 0; i < 3; i++)
             {
-                Assert.Equal(features[i].Value, double.Parse(mine[i][3], System.Globalization.CultureInfo.InvariantCulture), 3);
+                TensorAssert.Close(features[i].Value, double.Parse(mine[i][3], System.Globalization.CultureInfo.InvariantCulture), printedDecimals: DecimalsOf(mine[i][3]), what: $"{cls} #{i + 1}");
             }
         }
 
@@ -144,4 +144,6 @@ public sealed class ClassSweepTests
             return Enumerable.Range(0, topK).Select(i => new FeatureValue((int)indices[i].item<long>(), values[i].item<float>())).ToArray();
         });
     }
+
+    private static int DecimalsOf(string printed) => printed.Contains('.', StringComparison.Ordinal) ? printed.Length - printed.IndexOf('.', StringComparison.Ordinal) - 1 : 0;
 }

@@ -22,7 +22,7 @@ public sealed class SampleTests
         var rows = FeatureRow.Matches(run.Stdout).ToList();
         Assert.Equal(CliRun.GoldenInts("sae.standard.top10_image_sum.indices"), rows.Select(m => int.Parse(m.Groups["feature"].Value, CultureInfo.InvariantCulture)));
         var golden = CliRun.GoldenDoubles("sae.standard.top10_image_sum.values");
-        Assert.All(rows.Select((m, i) => (double.Parse(m.Groups["activation"].Value, CultureInfo.InvariantCulture), golden[i])), p => Assert.Equal(p.Item2, p.Item1, 3));
+        Assert.All(rows.Select((m, i) => (double.Parse(m.Groups["activation"].Value, CultureInfo.InvariantCulture), golden[i])), p => TensorAssert.Close(p.Item2, p.Item1, printedDecimals: 4, what: "table activation"));
         Assert.Equal("gradient_rgb.png", rows[0].Groups["label"].Value);
         Assert.DoesNotContain("RANDOM-WEIGHT", run.Stdout, StringComparison.Ordinal);
 

@@ -32,6 +32,18 @@ public static class TensorAssert
         return maxDiff;
     }
 
+    /// <summary>
+    /// Asserts |actual - expected| ≤ atol + rtol·|expected| for one number, plus half a unit of the last printed
+    /// decimal when <paramref name="printedDecimals"/> says the value was read back from text. Never compare through
+    /// rounding: last-bit differences between CPUs flip a rounded digit.
+    /// </summary>
+    public static void Close(double expected, double actual, int? printedDecimals = null, double atol = ActivationAtol, double rtol = ActivationRtol, string what = "")
+    {
+        double bound = atol + rtol * Math.Abs(expected) + (printedDecimals is int d ? 0.5 * Math.Pow(10, -d) : 0);
+        Assert.True(Math.Abs(actual - expected) <= bound && !double.IsNaN(actual),
+            $"{what}: {actual:R} differs from {expected:R} by more than {bound:E3} (atol {atol:E1} + rtol {rtol:E1}·|ref|{(printedDecimals is null ? "" : $" + printing to {printedDecimals} decimals")})");
+    }
+
     /// <summary>Asserts exact equality of integer tensors (shape and every value).</summary>
     public static void Equal(torch.Tensor expected, torch.Tensor actual, string what = "")
     {
