@@ -1,3 +1,4 @@
+using LlavaInterp.Analysis;
 using BenchmarkDotNet.Attributes;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text;
-using LlavaInterp.Sae.Analysis;
+using LlavaInterp.Analysis;
 using LlavaInterp.TensorFiles;
 using TorchSharp;
 using static TorchSharp.torch;

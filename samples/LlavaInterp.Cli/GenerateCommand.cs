@@ -1,5 +1,5 @@
 using System.Text.Json;
-using LlavaInterp.Sae.Analysis;
+using LlavaInterp.Analysis;
 using LlavaInterp.Hooks;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;

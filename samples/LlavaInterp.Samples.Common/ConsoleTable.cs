@@ -1,4 +1,4 @@
-using LlavaInterp.Sae.Analysis;
+using LlavaInterp.Analysis;
 
 namespace LlavaInterp.Samples;
 

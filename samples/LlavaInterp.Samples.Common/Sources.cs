@@ -1,3 +1,4 @@
+using LlavaInterp.Analysis;
 using LlavaInterp.Hub;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;

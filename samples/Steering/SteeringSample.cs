@@ -1,5 +1,5 @@
 using System.Globalization;
-using LlavaInterp.Sae.Analysis;
+using LlavaInterp.Analysis;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
 using SaeSteering = LlavaInterp.Sae.Steering;

@@ -50,26 +50,43 @@ public sealed class ActivationCache : IReadOnlyDictionary<string, torch.Tensor>,
 
     /// <summary>
     /// Stacks the activation of every block's hook with this name suffix (e.g. <c>hook_resid_post</c>) along a new
-    /// leading dimension, in block order: [layers, ...]. <paramref name="prefix"/> selects the tower (<c>""</c> for the
-    /// language model, <c>"vision."</c> for the vision tower).
+    /// leading dimension, in block order: [layers, ...]. A block hook is named <c>{prefix}{container}.{layer}.{suffix}</c>
+    /// (the model decides the container's name, e.g. <c>blocks</c>); <paramref name="prefix"/> selects the tower
+    /// (<c>""</c> for the top-level model, <c>"vision."</c> for a nested one). Layers are taken from 0 up to the first gap.
     /// </summary>
     public torch.Tensor Stack(string hookSuffix, string prefix = "")
     {
-        var names = new List<string>();
-        for (int layer = 0; ; layer++)
+        ArgumentNullException.ThrowIfNull(hookSuffix);
+        ArgumentNullException.ThrowIfNull(prefix);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var byLayer = new Dictionary<int, string>();
+        string tail = "." + hookSuffix;
+        foreach (var name in _order)
         {
-            string name = $"{prefix}blocks.{layer}.{hookSuffix}";
-            if (!_tensors.ContainsKey(name))
+            // {prefix}{container}.{layer}{tail}: exactly one dot-free container segment after the prefix.
+            if (!name.StartsWith(prefix, StringComparison.Ordinal) || !name.EndsWith(tail, StringComparison.Ordinal) || name.Length <= prefix.Length + tail.Length)
             {
-                break;
+                continue;
             }
 
+            var middle = name.AsSpan(prefix.Length, name.Length - prefix.Length - tail.Length);
+            int dot = middle.IndexOf('.');
+            if (dot > 0 && middle[(dot + 1)..].IndexOf('.') < 0
+                && int.TryParse(middle[(dot + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int layer))
+            {
+                byLayer.TryAdd(layer, name);
+            }
+        }
+
+        var names = new List<string>();
+        while (byLayer.TryGetValue(names.Count, out var name))
+        {
             names.Add(name);
         }
 
         if (names.Count == 0)
         {
-            throw new KeyNotFoundException($"The cache holds no '{prefix}blocks.N.{hookSuffix}' activations.");
+            throw new KeyNotFoundException($"The cache holds no '{prefix}<blocks>.N{tail}' activations.");
         }
 
         return torch.stack(names.Select(n => _tensors[n]).ToArray());

@@ -169,22 +169,18 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     public void LoadWeights(ITensorSource source, bool strict = true, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(source);
-        var layout = GemmaWeightLayout.Detect(source);
-        bool nested = layout.DecoderPrefix.StartsWith("model.", StringComparison.Ordinal);
-        string visionPrefix = nested ? "model.vision_tower." : "vision_tower.";
-        string projectorPrefix = nested ? "model.multi_modal_projector." : "multi_modal_projector.";
+        var layout = LlavaCheckpointLayout.Detect(source);
         if (strict)
         {
-            var unknown = source.Names.Where(n => !n.StartsWith(visionPrefix, StringComparison.Ordinal)
-                && !n.StartsWith(projectorPrefix, StringComparison.Ordinal) && !layout.InScope(n)).ToList();
+            var unknown = source.Names.Where(n => !layout.InScope(n)).ToList();
             if (unknown.Count > 0)
             {
                 throw new WeightLoadException(WeightLoader.SourceName(source), string.Empty, [], unknown, []);
             }
         }
 
-        _visionTower.LoadWeights(source, visionPrefix, strict, cancellationToken: cancellationToken);
-        WeightLoader.Load(_projector, source, projectorPrefix, strict, cancellationToken: cancellationToken);
-        _languageModel.LoadWeights(source, layout, strict, cancellationToken);
+        _visionTower.LoadWeights(source, layout.VisionPrefix, strict, cancellationToken: cancellationToken);
+        WeightLoader.Load(_projector, source, layout.ProjectorPrefix, strict, cancellationToken: cancellationToken);
+        _languageModel.LoadWeights(source, layout.Text, strict, cancellationToken);
     }
 }

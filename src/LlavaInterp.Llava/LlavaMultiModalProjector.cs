@@ -26,8 +26,8 @@ public sealed class LlavaMultiModalProjector : nn.Module<Tensor, Tensor>
     {
         long vision = config.VisionConfig.HiddenSize;
         long text = config.TextConfig.HiddenSize;
-        _linear1 = nn.Linear(vision, text, hasBias: config.MultimodalProjectorBias, device: device, dtype: dtype);
-        _linear2 = nn.Linear(text, text, hasBias: config.MultimodalProjectorBias, device: device, dtype: dtype);
+        _linear1 = EmptyModules.Linear(vision, text, config.MultimodalProjectorBias, dtype, device);
+        _linear2 = EmptyModules.Linear(text, text, config.MultimodalProjectorBias, dtype, device);
         _act = Activation.Get(config.ProjectorHiddenAct, nameof(LlavaConfig), "projector_hidden_act").Apply;
         RegisterComponents();
     }

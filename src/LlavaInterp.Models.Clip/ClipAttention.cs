@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using LlavaInterp.Hooks;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -58,10 +59,10 @@ public sealed class ClipAttention : torch.nn.Module<torch.Tensor, torch.Tensor>
         _heads = config.NumAttentionHeads;
         _headDim = config.HeadDim;
         _scale = Math.Pow(_headDim, -0.5);
-        _kProj = ClipParameters.Linear(d, d, device, dtype);
-        _vProj = ClipParameters.Linear(d, d, device, dtype);
-        _qProj = ClipParameters.Linear(d, d, device, dtype);
-        _outProj = ClipParameters.Linear(d, d, device, dtype);
+        _kProj = EmptyModules.Linear(d, d, true, dtype, device);
+        _vProj = EmptyModules.Linear(d, d, true, dtype, device);
+        _qProj = EmptyModules.Linear(d, d, true, dtype, device);
+        _outProj = EmptyModules.Linear(d, d, true, dtype, device);
         _hookQ = new HookPoint(hookPrefix + "hook_q", layer);
         _hookK = new HookPoint(hookPrefix + "hook_k", layer);
         _hookV = new HookPoint(hookPrefix + "hook_v", layer);

@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using LlavaInterp.Hooks;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -58,12 +59,12 @@ public sealed class ClipEncoderLayer : torch.nn.Module<torch.Tensor, torch.Tenso
         string p = $"{hookPrefix}blocks.{layer}.";
         _hookResidPre = new HookPoint(p + "hook_resid_pre", layer);
         _selfAttn = new ClipAttention(config, p + "attn.", layer, device, dtype);
-        _layerNorm1 = ClipParameters.LayerNorm(config.HiddenSize, config.LayerNormEps, device, dtype);
+        _layerNorm1 = EmptyModules.LayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
         _hookLn1 = new HookPoint(p + "ln1.hook_normalized", layer);
         _hookAttnOut = new HookPoint(p + "hook_attn_out", layer);
         _hookResidMid = new HookPoint(p + "hook_resid_mid", layer);
         _mlp = new ClipMlp(config, p + "mlp.", layer, device, dtype);
-        _layerNorm2 = ClipParameters.LayerNorm(config.HiddenSize, config.LayerNormEps, device, dtype);
+        _layerNorm2 = EmptyModules.LayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
         _hookLn2 = new HookPoint(p + "ln2.hook_normalized", layer);
         _hookMlpOut = new HookPoint(p + "hook_mlp_out", layer);
         _hookResidPost = new HookPoint(p + "hook_resid_post", layer);

@@ -28,10 +28,10 @@ public sealed class ClipMlp : torch.nn.Module<torch.Tensor, torch.Tensor>
     internal ClipMlp(ClipVisionConfig config, string hookPrefix, int layer, torch.Device device, torch.ScalarType dtype)
         : base(nameof(ClipMlp))
     {
-        _fc1 = ClipParameters.Linear(config.HiddenSize, config.IntermediateSize, device, dtype);
+        _fc1 = EmptyModules.Linear(config.HiddenSize, config.IntermediateSize, true, dtype, device);
         _hookPre = new HookPoint(hookPrefix + "hook_pre", layer);
         _hookPost = new HookPoint(hookPrefix + "hook_post", layer);
-        _fc2 = ClipParameters.Linear(config.IntermediateSize, config.HiddenSize, device, dtype);
+        _fc2 = EmptyModules.Linear(config.IntermediateSize, config.HiddenSize, true, dtype, device);
         _activation = Activation.Get(config.HiddenAct, nameof(ClipVisionConfig), "hidden_act").Apply;
         RegisterComponents();
     }

@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -17,7 +18,7 @@ public sealed class ClipPositionEmbedding : torch.nn.Module<torch.Tensor, torch.
     internal ClipPositionEmbedding(long numPositions, long width, torch.Device device, torch.ScalarType dtype)
         : base(nameof(ClipPositionEmbedding))
     {
-        _weight = ClipParameters.Empty(device, dtype, numPositions, width);
+        _weight = EmptyModules.Parameter(dtype, device, numPositions, width);
         RegisterComponents();
     }
 

@@ -84,10 +84,10 @@ public sealed record ClipVisionConfig : HfConfig
     public int NumPositions => NumPatches + 1;
 
     /// <summary>
-    /// The vision config transformers 4.46 <c>LlavaConfig</c> uses when <c>vision_config</c> is absent: CLIP ViT-L/14 at
-    /// 336 px (hidden 1024, intermediate 4096, 24 layers, 16 heads, projection 768; other keys at their defaults).
+    /// CLIP ViT-L/14 at 336 px, the vision tower of <c>openai/clip-vit-large-patch14-336</c> (hidden 1024, intermediate
+    /// 4096, 24 layers, 16 heads, projection 768; other keys at their defaults).
     /// </summary>
-    public static ClipVisionConfig LlavaDefault { get; } = new()
+    public static ClipVisionConfig VitLarge14At336 { get; } = new()
     {
         ModelType = ModelTypeName,
         HiddenSize = 1024,
@@ -101,7 +101,7 @@ public sealed record ClipVisionConfig : HfConfig
 
     /// <summary>
     /// Loads the vision configuration from a <c>config.json</c>: a standalone <c>clip_vision_model</c> file, or any file
-    /// with a nested <c>vision_config</c> object (a full <c>clip</c> model, <c>llava</c>), which is then what is bound.
+    /// with a nested <c>vision_config</c> object (a full <c>clip</c> model, a multimodal model), which is then what is bound.
     /// </summary>
     /// <param name="path">Path of the JSON file.</param>
     /// <exception cref="ConfigException">Missing file, bad JSON, another model type, or invalid values.</exception>
@@ -134,7 +134,7 @@ public sealed record ClipVisionConfig : HfConfig
         }
     }
 
-    /// <summary>Binds and validates a vision configuration object (e.g. LLaVA's nested <c>vision_config</c>).</summary>
+    /// <summary>Binds and validates a vision configuration object (e.g. a nested <c>vision_config</c>).</summary>
     /// <param name="element">The JSON object.</param>
     /// <param name="source">Where it came from, for error messages (e.g. <c>config.json#vision_config</c>).</param>
     /// <exception cref="ConfigException">Bad values, another model type, or invalid values.</exception>

@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using LlavaInterp.Hooks;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -28,7 +29,7 @@ public sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch.T
     internal ClipVisionEmbeddings(ClipVisionConfig config, string hookPrefix, torch.Device device, torch.ScalarType dtype)
         : base(nameof(ClipVisionEmbeddings))
     {
-        _classEmbedding = ClipParameters.Empty(device, dtype, config.HiddenSize);
+        _classEmbedding = EmptyModules.Parameter(dtype, device, config.HiddenSize);
         _patchEmbedding = torch.nn.Conv2d(config.NumChannels, config.HiddenSize, config.PatchSize, stride: config.PatchSize, bias: false, device: device, dtype: dtype);
         _hookPatchEmbed = new HookPoint(hookPrefix + "hook_patch_embed");
         _positionEmbedding = new ClipPositionEmbedding(config.NumPositions, config.HiddenSize, device, dtype);

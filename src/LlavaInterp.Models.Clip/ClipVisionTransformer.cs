@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using LlavaInterp.Hooks;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -43,10 +44,10 @@ public sealed class ClipVisionTransformer : torch.nn.Module<ClipVisionInput, Cli
         _config = config;
         _embeddings = new ClipVisionEmbeddings(config, hookPrefix, device, dtype);
         _hookEmbed = new HookPoint(hookPrefix + "hook_embed");
-        _preLayrnorm = ClipParameters.LayerNorm(config.HiddenSize, config.LayerNormEps, device, dtype);
+        _preLayrnorm = EmptyModules.LayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
         _hookLnPre = new HookPoint(hookPrefix + "ln_pre.hook_normalized");
         _encoder = new ClipEncoder(config, hookPrefix, device, dtype);
-        _postLayernorm = ClipParameters.LayerNorm(config.HiddenSize, config.LayerNormEps, device, dtype);
+        _postLayernorm = EmptyModules.LayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
         _hookLnPost = new HookPoint(hookPrefix + "ln_post.hook_normalized");
         RegisterComponents();
     }

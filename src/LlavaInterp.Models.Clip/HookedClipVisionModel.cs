@@ -112,13 +112,12 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     /// Loads the weights from a checkpoint through <see cref="WeightLoader"/>: module key <c>vision_model.X</c> is read from
     /// <c>prefix + "vision_model.X"</c>. Tensors stored in the model's dtype (model on the CPU) are mapped, not copied;
     /// models loaded from one open <paramref name="source"/> share those pages (see <see cref="WeightLoader"/>).
-    /// With <paramref name="prefix"/> <c>vision_tower.</c> (transformers 4.46 LLaVA layout) a checkpoint in the newer
-    /// <c>model.vision_tower.</c> layout is accepted too. Tensors outside <c>prefix + "vision_model."</c> (a LLaVA
-    /// projector, a full CLIP checkpoint's text model) are not this model's and are ignored.
+    /// Tensors outside <c>prefix + "vision_model."</c> (a full CLIP checkpoint's text model, the other parts of a
+    /// multimodal checkpoint) are not this model's and are ignored.
     /// </summary>
     /// <param name="source">The checkpoint.</param>
-    /// <param name="prefix">Where the vision tower sits in the checkpoint: <c>""</c> for a CLIP checkpoint,
-    /// <c>vision_tower.</c> for LLaVA.</param>
+    /// <param name="prefix">Where the vision tower sits in the checkpoint: <c>""</c> for a CLIP checkpoint; a
+    /// multimodal model passes the prefix its own layout gives.</param>
     /// <param name="strict">When true (default), missing and unused vision tensors are an error.</param>
     /// <param name="progress">Reports each loaded tensor.</param>
     /// <param name="cancellationToken">Checked between tensors.</param>
@@ -129,8 +128,7 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(prefix);
-        string resolved = WeightLoader.FindPrefix(source, VisionModelKey, [prefix, "model." + prefix]) ?? prefix;
-        return WeightLoader.Load(this, source, resolved, strict, name => name.StartsWith(VisionModelKey, StringComparison.Ordinal), progress: progress, cancellationToken: cancellationToken);
+        return WeightLoader.Load(this, source, prefix, strict, name => name.StartsWith(VisionModelKey, StringComparison.Ordinal), progress: progress, cancellationToken: cancellationToken);
     }
 
     /// <inheritdoc/>

@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using LlavaInterp.Hooks;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -82,10 +83,10 @@ public sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tensor
         long qWidth = (long)NumHeads * HeadDim;
         long kvWidth = (long)NumKeyValueHeads * HeadDim;
         bool bias = config.AttentionBias;
-        _qProj = GemmaLinear.Create(hidden, qWidth, bias, dtype, device);
-        _kProj = GemmaLinear.Create(hidden, kvWidth, bias, dtype, device);
-        _vProj = GemmaLinear.Create(hidden, kvWidth, bias, dtype, device);
-        _oProj = GemmaLinear.Create(qWidth, hidden, bias, dtype, device);
+        _qProj = EmptyModules.Linear(hidden, qWidth, bias, dtype, device);
+        _kProj = EmptyModules.Linear(hidden, kvWidth, bias, dtype, device);
+        _vProj = EmptyModules.Linear(hidden, kvWidth, bias, dtype, device);
+        _oProj = EmptyModules.Linear(qWidth, hidden, bias, dtype, device);
         string p = $"blocks.{layer}.attn.";
         _hookQ = new HookPoint(p + "hook_q", layer);
         _hookK = new HookPoint(p + "hook_k", layer);

@@ -7,7 +7,7 @@ namespace LlavaInterp.Models.Gemma;
 
 /// <summary>
 /// Gemma (v1) decoder configuration bound from a Hugging Face <c>config.json</c>: a standalone
-/// <c>GemmaForCausalLM</c> file, or the <c>text_config</c> object nested in a LLaVA configuration.
+/// <c>GemmaForCausalLM</c> file, or a text configuration nested in a multimodal one (see <see cref="Bind"/>).
 /// Keys absent from the file take the defaults of transformers 4.46 <c>GemmaConfig</c> (the gemma-7b shape);
 /// keys the record does not model are kept in <see cref="HfConfig.ExtraKeys"/>.
 /// </summary>
@@ -15,9 +15,6 @@ public sealed record GemmaConfig : HfConfig
 {
     /// <summary>The <c>model_type</c> of a Gemma decoder configuration.</summary>
     public const string GemmaModelType = "gemma";
-
-    /// <summary>The <c>model_type</c> of a LLaVA configuration whose <c>text_config</c> holds the Gemma configuration.</summary>
-    public const string LlavaModelType = "llava";
 
     /// <summary><c>vocab_size</c>: rows of the token embedding (HF default 256000).</summary>
     [JsonPropertyName("vocab_size")]
@@ -123,8 +120,8 @@ public sealed record GemmaConfig : HfConfig
     public Activation ResolveActivation() => Activation.Get(HiddenActivation ?? "gelu_pytorch_tanh", "GemmaConfig", "hidden_activation");
 
     /// <summary>
-    /// Loads a <c>config.json</c>: a Gemma configuration (<c>model_type</c> "gemma" or absent) or a LLaVA one, whose
-    /// <c>text_config</c> is then bound.
+    /// Loads a Gemma <c>config.json</c> (<c>model_type</c> "gemma" or absent). A multimodal model binds its nested
+    /// text configuration with <see cref="Bind"/>.
     /// </summary>
     /// <exception cref="ConfigException">Missing file, invalid JSON, wrong value types, another model type, or invalid values.</exception>
     public static GemmaConfig Load(string path)
@@ -137,7 +134,7 @@ public sealed record GemmaConfig : HfConfig
         return Parse(File.ReadAllText(path), path);
     }
 
-    /// <summary>Parses configuration JSON (Gemma or LLaVA, as <see cref="Load"/>).</summary>
+    /// <summary>Parses Gemma configuration JSON (as <see cref="Load"/>).</summary>
     /// <param name="json">The JSON text.</param>
     /// <param name="source">Where it came from, for error messages.</param>
     /// <exception cref="ConfigException">Invalid JSON, wrong value types, another model type, or invalid values.</exception>
@@ -161,23 +158,13 @@ public sealed record GemmaConfig : HfConfig
                 throw new ConfigException(source, null, $"expected a JSON object, found {root.ValueKind}.");
             }
 
-            if (root.TryGetProperty("model_type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == LlavaModelType)
-            {
-                if (!root.TryGetProperty("text_config", out var text))
-                {
-                    throw new ConfigException(source, "text_config", "a LLaVA configuration must contain 'text_config'.");
-                }
-
-                return Bind(text, source + "#text_config");
-            }
-
             return Bind(root, source);
         }
     }
 
-    /// <summary>Binds a Gemma configuration object (e.g. LLaVA's <c>text_config</c>) and validates it.</summary>
+    /// <summary>Binds a Gemma configuration object (a file's root, or a multimodal model's nested text configuration) and validates it.</summary>
     /// <param name="element">The JSON object.</param>
-    /// <param name="source">Where it came from, for error messages (e.g. <c>config.json#text_config</c>).</param>
+    /// <param name="source">Where it came from, for error messages (e.g. <c>config.json#text_config</c> for a nested object).</param>
     /// <exception cref="ConfigException">Wrong value types, another model type, or invalid values.</exception>
     public static GemmaConfig Bind(JsonElement element, string source)
     {

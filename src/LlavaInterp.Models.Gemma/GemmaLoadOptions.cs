@@ -18,7 +18,7 @@ public sealed record GemmaLoadOptions
     /// <summary>Fail on missing or unexpected decoder tensors (default). Wrong shapes always fail.</summary>
     public bool Strict { get; init; } = true;
 
-    /// <summary>Checkpoint layout; <see langword="null"/> detects it (<see cref="GemmaWeightLayout.Detect"/>).</summary>
+    /// <summary>Checkpoint layout; <see langword="null"/> = <see cref="GemmaWeightLayout.Standalone"/>.</summary>
     public GemmaWeightLayout? Layout { get; init; }
 
     /// <summary>Receives loading diagnostics (e.g. parameters left unloaded in non-strict mode).</summary>

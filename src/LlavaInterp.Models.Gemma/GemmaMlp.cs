@@ -42,9 +42,9 @@ public sealed class GemmaMlp : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(config);
         Activation = config.ResolveActivation();
-        _gateProj = GemmaLinear.Create(config.HiddenSize, config.IntermediateSize, false, dtype, device);
-        _upProj = GemmaLinear.Create(config.HiddenSize, config.IntermediateSize, false, dtype, device);
-        _downProj = GemmaLinear.Create(config.IntermediateSize, config.HiddenSize, false, dtype, device);
+        _gateProj = EmptyModules.Linear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
+        _upProj = EmptyModules.Linear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
+        _downProj = EmptyModules.Linear(config.IntermediateSize, config.HiddenSize, false, dtype, device);
         string p = $"blocks.{layer}.mlp.";
         _hookPre = new HookPoint(p + "hook_pre", layer);
         _hookPreLinear = new HookPoint(p + "hook_pre_linear", layer);

@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using LlavaInterp.Hooks;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -43,7 +44,7 @@ public sealed class GemmaRmsNorm : nn.Module<Tensor, Tensor>
         : base(nameof(GemmaRmsNorm))
     {
         Eps = eps;
-        _weight = OwnedParameter.From(empty([dim], dtype, device));
+        _weight = EmptyModules.Parameter(dtype, device, dim);
         _hookScale = new HookPoint(hookPrefix + ".hook_scale", layer);
         _hookNormalized = new HookPoint(hookPrefix + ".hook_normalized", layer);
         RegisterComponents();

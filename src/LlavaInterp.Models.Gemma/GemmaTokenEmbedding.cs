@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -20,7 +21,7 @@ public sealed class GemmaTokenEmbedding : nn.Module<Tensor, Tensor>
         : base(nameof(GemmaTokenEmbedding))
     {
         VocabSize = vocabSize;
-        _weight = OwnedParameter.From(empty([vocabSize, hiddenSize], dtype, device));
+        _weight = EmptyModules.Parameter(dtype, device, vocabSize, hiddenSize);
         RegisterComponents();
     }
 

@@ -17,36 +17,11 @@ public sealed record GemmaWeightLayout(string DecoderPrefix, string LmHeadKey, I
     /// <summary>Standalone <c>GemmaForCausalLM</c>: <c>model.layers.N...</c>, <c>lm_head.weight</c>; every tensor is the decoder's.</summary>
     public static GemmaWeightLayout Standalone { get; } = FromPrefix(string.Empty);
 
-    /// <summary>LLaVA as saved by transformers ≤ 4.51 (the 4.46 layout): <c>language_model.model.layers.N...</c>, <c>language_model.lm_head.weight</c>.</summary>
-    public static GemmaWeightLayout Llava { get; } = FromPrefix("language_model.");
-
-    /// <summary>LLaVA as saved by newer transformers: <c>model.language_model.layers.N...</c> and a top-level <c>lm_head.weight</c>.</summary>
-    public static GemmaWeightLayout LlavaNested { get; } = new("model.language_model.", "lm_head.weight", ["model.language_model.", "lm_head."]);
-
-    /// <summary>A standalone layout nested under <paramref name="prefix"/> (e.g. <c>language_model.</c>).</summary>
+    /// <summary>A standalone layout nested under <paramref name="prefix"/> (as a multimodal model nests the decoder).</summary>
     public static GemmaWeightLayout FromPrefix(string prefix)
     {
         ArgumentNullException.ThrowIfNull(prefix);
         return new GemmaWeightLayout(prefix + "model.", prefix + "lm_head.weight", [prefix]);
-    }
-
-    /// <summary>Recognises the layout from where the token embedding is stored.</summary>
-    /// <exception cref="WeightLoadException">No Gemma token embedding under any known name.</exception>
-    public static GemmaWeightLayout Detect(ITensorSource source)
-    {
-        ArgumentNullException.ThrowIfNull(source);
-        foreach (var layout in new[] { LlavaNested, Llava, Standalone })
-        {
-            if (source.Contains(layout.DecoderPrefix + "embed_tokens.weight"))
-            {
-                return layout;
-            }
-        }
-
-        throw new WeightLoadException(
-            WeightLoader.SourceName(source),
-            "no Gemma token embedding found (looked for 'model.language_model.embed_tokens.weight', "
-            + "'language_model.model.embed_tokens.weight' and 'model.embed_tokens.weight').");
     }
 
     /// <summary>The checkpoint name of a model parameter (<c>model.X</c> → prefix + <c>X</c>; <c>lm_head.weight</c> → <see cref="LmHeadKey"/>).</summary>

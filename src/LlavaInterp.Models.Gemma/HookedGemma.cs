@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using LlavaInterp.Hooks;
 using LlavaInterp.Loading;
 using LlavaInterp.TensorFiles;
@@ -13,8 +14,8 @@ namespace LlavaInterp.Models.Gemma;
 /// <summary>
 /// Gemma (v1) causal language model with TransformerLens-style hook points, numerically equal to HF transformers 4.46
 /// <c>GemmaForCausalLM</c> (eager attention). Children use HF's names — <c>model</c> (<see cref="GemmaModel"/>) and, only
-/// when embeddings are untied, <c>lm_head</c> — so the state dict has the checkpoint's keys; nested in LLaVA as
-/// <c>language_model</c> they become <c>language_model.model.layers...</c>. See <c>docs/hook-points.md</c> for the hooks.
+/// when embeddings are untied, <c>lm_head</c> — so the state dict has the checkpoint's keys; a model that nests it
+/// maps its own checkpoint names with a <see cref="GemmaWeightLayout"/>. See <c>docs/hook-points.md</c> for the hooks.
 /// </summary>
 /// <remarks>
 /// Parameters are built with <c>torch.empty</c> (nothing is touched, and on the meta device nothing is allocated):
@@ -51,7 +52,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
         _model = new GemmaModel(config, dtype, Device);
         if (!config.TieWordEmbeddings)
         {
-            _lmHead = GemmaLinear.Create(config.HiddenSize, config.VocabSize, false, dtype, Device);
+            _lmHead = EmptyModules.Linear(config.HiddenSize, config.VocabSize, false, dtype, Device);
         }
 
         RegisterComponents();
@@ -124,7 +125,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
         return Outer(output, logits);
     }
 
-    /// <summary>Loads a Hugging Face folder: <c>config.json</c> (Gemma, or LLaVA's <c>text_config</c>) and the checkpoint.</summary>
+    /// <summary>Loads a Hugging Face folder: a Gemma <c>config.json</c> and the checkpoint (standalone layout).</summary>
     /// <param name="folder">The model folder.</param>
     /// <param name="options">dtype, device, strictness, layout, logger.</param>
     /// <param name="cancellationToken">Stops between tensors.</param>
@@ -143,7 +144,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
 
         var config = GemmaConfig.Load(Path.Combine(folder, "config.json"));
         using var source = Checkpoint.Open(folder);
-        var layout = options.Layout ?? GemmaWeightLayout.Detect(source);
+        var layout = options.Layout ?? GemmaWeightLayout.Standalone;
         var model = new HookedGemma(config, options.DType, options.Device) { Logger = options.Logger ?? NullLogger.Instance };
         try
         {
@@ -159,7 +160,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
     }
 
     /// <summary>Loads the decoder's tensors from a checkpoint whose decoder names start with <paramref name="prefix"/>
-    /// (<c>""</c> standalone, <c>"language_model."</c> for a transformers-4.46 LLaVA checkpoint).</summary>
+    /// (<c>""</c> standalone; a multimodal checkpoint's own prefix otherwise).</summary>
     /// <inheritdoc cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken)"/>
     public void LoadWeights(ITensorSource source, string prefix = "", bool strict = true) =>
         LoadWeights(source, GemmaWeightLayout.FromPrefix(prefix), strict);
@@ -176,7 +177,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
     /// place shows in another model loaded from that same instance (never in the file).
     /// </remarks>
     /// <param name="source">The checkpoint.</param>
-    /// <param name="layout">Where the decoder's tensors are (see <see cref="GemmaWeightLayout.Detect"/>).</param>
+    /// <param name="layout">Where the decoder's tensors are (<see cref="GemmaWeightLayout.Standalone"/>, or a nesting model's own layout).</param>
     /// <param name="strict">Fail when decoder tensors are missing or unexpected; otherwise missing ones stay
     /// uninitialised (logged) and unexpected ones are ignored. Wrong shapes or dtypes always fail.</param>
     /// <param name="cancellationToken">Stops between tensors.</param>

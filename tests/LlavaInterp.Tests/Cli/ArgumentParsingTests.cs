@@ -1,4 +1,4 @@
-using LlavaInterp.Sae.Analysis;
+using LlavaInterp.Analysis;
 using LlavaInterp.Cli;
 using LlavaInterp.Samples;
 

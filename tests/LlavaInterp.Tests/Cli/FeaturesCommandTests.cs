@@ -1,3 +1,4 @@
+using LlavaInterp.Analysis;
 using System.Globalization;
 using System.Text.Json;
 using LlavaInterp.Sae;

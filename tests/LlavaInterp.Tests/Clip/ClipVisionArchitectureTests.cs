@@ -11,7 +11,7 @@ public sealed class ClipVisionArchitectureTests
     [Fact]
     public void ClipVitL14At336HasHfParameterNamesShapesAndCount()
     {
-        var config = ClipVisionConfig.LlavaDefault;
+        var config = ClipVisionConfig.VitLarge14At336;
         using var model = new HookedClipVisionModel(config, device: torch.device("meta"));
 
         // Expected from HF CLIPVisionModel's architecture, written out independently of the implementation.
@@ -66,7 +66,7 @@ public sealed class ClipVisionArchitectureTests
     [Fact]
     public void MetaConstructionAtFullSizeAllocatesNoParameterMemory()
     {
-        using var model = new HookedClipVisionModel(ClipVisionConfig.LlavaDefault, device: torch.device("meta"), dtype: torch.ScalarType.BFloat16);
+        using var model = new HookedClipVisionModel(ClipVisionConfig.VitLarge14At336, device: torch.device("meta"), dtype: torch.ScalarType.BFloat16);
 
         Assert.All(model.parameters(), p =>
         {
@@ -79,7 +79,7 @@ public sealed class ClipVisionArchitectureTests
     [Fact]
     public void NonFloatingDtypeIsRejected()
     {
-        var ex = Assert.Throws<ArgumentException>(() => new HookedClipVisionModel(ClipVisionConfig.LlavaDefault, device: torch.device("meta"), dtype: torch.ScalarType.Int32));
+        var ex = Assert.Throws<ArgumentException>(() => new HookedClipVisionModel(ClipVisionConfig.VitLarge14At336, device: torch.device("meta"), dtype: torch.ScalarType.Int32));
         Assert.Equal("dtype", ex.ParamName);
     }
 

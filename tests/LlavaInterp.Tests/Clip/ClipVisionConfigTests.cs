@@ -100,7 +100,7 @@ public sealed class ClipVisionConfigTests
         Assert.Null(config.ExtraKeys);
 
         // The same values as transformers' LlavaConfig fallback for an absent vision_config.
-        Assert.Equal(ClipVisionConfig.LlavaDefault with { ExtraKeys = null }, config);
+        Assert.Equal(ClipVisionConfig.VitLarge14At336 with { ExtraKeys = null }, config);
     }
 
     [Fact]

@@ -62,13 +62,14 @@ public sealed class ClipVisionLoadingTests
     }
 
     [Fact]
-    public void NewerModelVisionTowerLayoutIsAccepted()
+    public void NewerLlavaLayoutLoadsWithThePrefixLlavaGives()
     {
         using var scope = torch.NewDisposeScope();
         using var source = DictionaryTensorSource.FromFile(TinyClip.WeightsPath, n => "model." + n);
         using var model = new HookedClipVisionModel(TinyClip.Config());
 
-        var report = model.LoadWeights(source, TinyClip.Prefix);
+        // CLIP does not guess LLaVA's layouts: LLaVA detects its layout and passes the vision prefix down.
+        var report = model.LoadWeights(source, LlavaInterp.Llava.LlavaCheckpointLayout.Nested.VisionPrefix);
 
         Assert.Equal("model.vision_tower.", report.Prefix);
         using var _ = torch.no_grad();

@@ -45,7 +45,7 @@ public sealed class GemmaConfigTests
     public void FixtureTextConfigBindsEveryKey()
     {
         var path = Path.Combine(Fixture.ModelDir, "config.json");
-        var config = GemmaConfig.Load(path);
+        var config = LlavaInterp.Llava.LlavaConfig.Load(path).TextConfig;
         using var doc = JsonDocument.Parse(File.ReadAllText(path));
         AssertEveryKeyBound(doc.RootElement.GetProperty("text_config"), config);
         Assert.Equal(640, config.VocabSize);
@@ -180,7 +180,7 @@ public sealed class GemmaConfigTests
     [InlineData("""{"hidden_size": 0}""", "hidden_size")]
     [InlineData("""{"rms_norm_eps": -1}""", "rms_norm_eps")]
     [InlineData("""{"vocab_size": 10, "pad_token_id": 10}""", "pad_token_id")]
-    [InlineData("""{"model_type": "llava"}""", "text_config")]
+    [InlineData("""{"model_type": "llava"}""", "model_type")]
     [InlineData("""{"model_type": "llava", "text_config": {"model_type": "llama"}}""", "model_type")]
     public void InvalidConfigsNameTheKey(string json, string key)
     {

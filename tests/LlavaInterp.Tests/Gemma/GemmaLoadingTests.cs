@@ -1,3 +1,4 @@
+using LlavaInterp.Llava;
 using LlavaInterp.Loading;
 using LlavaInterp.Models.Gemma;
 using LlavaInterp.TensorFiles;
@@ -46,7 +47,7 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         using var scope = NewDisposeScope();
         using var source = SafetensorsFile.Open(TinyGemma.CheckpointPath);
         using var model = new HookedGemma(TinyGemma.Config);
-        model.LoadWeights(source, GemmaWeightLayout.Detect(source));
+        model.LoadWeights(source, LlavaCheckpointLayout.Detect(source).Text);
         const string key = "language_model.model.layers.1.mlp.up_proj.weight";
         using var mapped = source.Load(key);
         // Same storage as a view of the file mapping: the parameter is the mapped tensor, not a copy.
@@ -78,17 +79,27 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void FromPretrainedReadsTheLlavaFolder()
+    public void FromPretrainedReadsAStandaloneGemmaFolder()
     {
         using var scope = NewDisposeScope();
-        using var model = HookedGemma.FromPretrained(Fixture.ModelDir);
+        using var dir = new TempDir();
+        TinyGemma.WriteStandaloneFolder(dir.Path);
+        using var model = HookedGemma.FromPretrained(dir.Path);
         Assert.Equal(640, model.Config.VocabSize);
         using var result = model.call(GemmaInput.FromIds(TinyGemma.TextIds));
         output.WriteLine($"logits max |diff| {TensorAssert.Close(Fixture.Load("lm.text_chat.logits"), result.Logits!):E2}");
 
-        using var half = HookedGemma.FromPretrained(Fixture.ModelDir, new GemmaLoadOptions { DType = ScalarType.BFloat16 });
+        using var half = HookedGemma.FromPretrained(dir.Path, new GemmaLoadOptions { DType = ScalarType.BFloat16 });
         Assert.Equal(ScalarType.BFloat16, half.DType);
         Assert.All(half.parameters(), p => Assert.Equal(ScalarType.BFloat16, p.dtype));
+    }
+
+    [Fact]
+    public void FromPretrainedRejectsAMultimodalFolderByItsModelType()
+    {
+        // Gemma knows nothing of LLaVA: a LLaVA folder is another model type, loaded through HookedLlava.
+        var error = Assert.Throws<LlavaInterp.Configuration.ConfigException>(() => HookedGemma.FromPretrained(Fixture.ModelDir));
+        Assert.Contains("model_type", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -97,7 +108,12 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         using var dir = new TempDir();
         Assert.Throws<DirectoryNotFoundException>(() => HookedGemma.FromPretrained(dir.File("nope")));
         Assert.Throws<LlavaInterp.Configuration.ConfigException>(() => HookedGemma.FromPretrained(dir.Path));
-        File.Copy(Path.Combine(Fixture.ModelDir, "config.json"), dir.File("config.json"));
+        using (var standalone = new TempDir())
+        {
+            TinyGemma.WriteStandaloneFolder(standalone.Path);
+            File.Copy(standalone.File("config.json"), dir.File("config.json"));
+        }
+
         var error = Assert.Throws<TensorFileException>(() => HookedGemma.FromPretrained(dir.Path));
         Assert.Contains("model.safetensors", error.Message);
     }
@@ -109,13 +125,14 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
     {
         using var scope = NewDisposeScope();
         using var file = SafetensorsFile.Open(TinyGemma.CheckpointPath);
-        Assert.Same(GemmaWeightLayout.Llava, GemmaWeightLayout.Detect(file));
+        Assert.Same(LlavaCheckpointLayout.Legacy, LlavaCheckpointLayout.Detect(file));
         Func<string, string?> rename = layout == "standalone"
             ? n => n.StartsWith("language_model.", StringComparison.Ordinal) ? n["language_model.".Length..] : null
             : n => n.StartsWith("language_model.model.", StringComparison.Ordinal) ? "model.language_model." + n["language_model.model.".Length..] : n;
         using var source = MemoryTensorSource.From(file, rename);
-        var detected = GemmaWeightLayout.Detect(source);
-        Assert.Same(layout == "standalone" ? GemmaWeightLayout.Standalone : GemmaWeightLayout.LlavaNested, detected);
+        // A standalone checkpoint is Gemma's own layout; the nested one is LLaVA's, which the LLaVA layer detects.
+        var detected = layout == "standalone" ? GemmaWeightLayout.Standalone : LlavaCheckpointLayout.Detect(source).Text;
+        Assert.Same(layout == "standalone" ? GemmaWeightLayout.Standalone : LlavaCheckpointLayout.Nested.Text, detected);
         using var model = new HookedGemma(TinyGemma.Config);
         model.LoadWeights(source, detected);
         using var result = model.call(GemmaInput.FromIds(TinyGemma.TextIds));
@@ -266,7 +283,9 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         var error = Assert.Throws<InvalidOperationException>(() => model.LoadWeights(file, "language_model."));
         Assert.Contains("meta", error.Message);
         Assert.Contains(TinyGemma.CheckpointPath, error.Message);
-        Assert.Throws<InvalidOperationException>(() => HookedGemma.FromPretrained(Fixture.ModelDir, new GemmaLoadOptions { Device = torch.META }));
+        using var dir = new TempDir();
+        TinyGemma.WriteStandaloneFolder(dir.Path);
+        Assert.Throws<InvalidOperationException>(() => HookedGemma.FromPretrained(dir.Path, new GemmaLoadOptions { Device = torch.META }));
     }
 
     [Fact]
@@ -288,7 +307,7 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
     public void UnknownLayoutIsAWeightLoadError()
     {
         using var source = new MemoryTensorSource([new("foo.weight", zeros(2))]);
-        var error = Assert.Throws<WeightLoadException>(() => GemmaWeightLayout.Detect(source));
+        var error = Assert.Throws<WeightLoadException>(() => LlavaCheckpointLayout.Detect(source));
         Assert.Contains("embed_tokens", error.Message);
     }
 

@@ -1,3 +1,4 @@
+using LlavaInterp.Llava;
 using LlavaInterp.Models.Gemma;
 using LlavaInterp.TensorFiles;
 using LlavaInterp.Tests.Support;
@@ -10,7 +11,23 @@ internal static class TinyGemma
 {
     public static string CheckpointPath => Path.Combine(Fixture.ModelDir, "model.safetensors");
 
-    public static GemmaConfig Config => GemmaConfig.Load(Path.Combine(Fixture.ModelDir, "config.json"));
+    public static GemmaConfig Config => LlavaConfig.Load(Path.Combine(Fixture.ModelDir, "config.json")).TextConfig;
+
+    /// <summary>
+    /// Writes the fixture's language model as a standalone Gemma folder (its <c>text_config</c> as <c>config.json</c>,
+    /// the decoder tensors under the standalone names) into <paramref name="folder"/>.
+    /// </summary>
+    public static void WriteStandaloneFolder(string folder)
+    {
+        using (var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixture.ModelDir, "config.json"))))
+        {
+            File.WriteAllText(Path.Combine(folder, "config.json"), doc.RootElement.GetProperty("text_config").GetRawText());
+        }
+
+        using var file = SafetensorsFile.Open(CheckpointPath);
+        using var source = MemoryTensorSource.From(file, n => n.StartsWith("language_model.", StringComparison.Ordinal) ? n["language_model.".Length..] : null);
+        SafetensorsWriter.Save(Path.Combine(folder, "model.safetensors"), source.Names.Select(n => new KeyValuePair<string, torch.Tensor>(n, source.Load(n))));
+    }
 
     /// <summary>A fresh model with its own mapping of the checkpoint (tests may edit its weights).</summary>
     public static HookedGemma Load(torch.ScalarType dtype = torch.ScalarType.Float32)

@@ -73,6 +73,7 @@ public sealed class LlavaLoadingTests
         Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"llava","text_config":{"model_type":"gemma"},"vision_feature_select_strategy":"odd"}"""));
         Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"llava"}"""));
         Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"mistral","text_config":{"model_type":"gemma"}}"""));
+        Assert.Equal("text_config", Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"llava"}""")).Key);
         var act = Assert.Throws<ConfigException>(() => LlavaConfig.Parse("""{"model_type":"llava","projector_hidden_act":"nope","text_config":{"model_type":"gemma"}}""", "cfg.json"));
         Assert.Equal("projector_hidden_act", act.Key);
         Assert.Contains("cfg.json", act.Message, StringComparison.Ordinal);

@@ -1,4 +1,4 @@
-using LlavaInterp.Sae.Analysis;
+using LlavaInterp.Analysis;
 using LlavaInterp.Sae;
 using LlavaInterp.Tests.Support;
 using SixLabors.ImageSharp;

@@ -1,4 +1,4 @@
-using LlavaInterp.Sae.Analysis;
+using LlavaInterp.Analysis;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
 using LlavaInterp.Tests.Cli;

@@ -1,3 +1,4 @@
+using LlavaInterp.Analysis;
 using System.Net;
 using System.Net.Sockets;
 using LlavaInterp.Sae;

@@ -1,7 +1,7 @@
 using LlavaInterp.Hub;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
-using LlavaInterp.Sae.Analysis;
+using LlavaInterp.Analysis;
 using LlavaInterp.Tests.Cli;
 using LlavaInterp.Tests.Hub;
 using LlavaInterp.Tests.Support;

@@ -1,3 +1,4 @@
+using LlavaInterp.Analysis;
 using LlavaInterp.Sae;
 using LlavaInterp.Tests.Support;
 using TorchSharp;

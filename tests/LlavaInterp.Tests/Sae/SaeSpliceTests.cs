@@ -1,3 +1,4 @@
+using LlavaInterp.Analysis;
 using LlavaInterp.Hooks;
 using LlavaInterp.Sae;
 using LlavaInterp.Tests.Hooks;

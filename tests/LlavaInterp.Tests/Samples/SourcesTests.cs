@@ -1,3 +1,4 @@
+using LlavaInterp.Analysis;
 using LlavaInterp.Hub;
 using LlavaInterp.Samples;
 using LlavaInterp.Tests.Cli;
@@ -57,7 +58,7 @@ public sealed class SourcesTests
         Assert.Null(sae.Release);
         var explanations = await Sources.LoadExplanationsAsync(null, sae, null, CancellationToken.None);
         Assert.NotNull(explanations);
-        Assert.Equal(LlavaInterp.Sae.FeatureExplanations.Load(CliRun.ExplanationsFile).All, explanations.All);
+        Assert.Equal(LlavaInterp.Analysis.FeatureExplanations.Load(CliRun.ExplanationsFile).All, explanations.All);
 
         await Assert.ThrowsAsync<CliUsageException>(() => Sources.LoadSaeAsync("not-a-folder-or-name", null, null, CancellationToken.None));
         await Assert.ThrowsAsync<CliUsageException>(() => Sources.LoadSaeAsync(Fixture.Path("sae", "gemmascope-L3"), null, null, CancellationToken.None));

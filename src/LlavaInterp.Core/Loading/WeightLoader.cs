@@ -162,27 +162,6 @@ public static class WeightLoader
         };
     }
 
-    /// <summary>
-    /// The first candidate prefix under which the checkpoint holds a tensor whose name starts with
-    /// <c>candidate + marker</c>, or <see langword="null"/> when none does. Used to accept several checkpoint layouts
-    /// (e.g. <c>vision_tower.</c> and the newer <c>model.vision_tower.</c>).
-    /// </summary>
-    public static string? FindPrefix(ITensorSource source, string marker, IEnumerable<string> candidates)
-    {
-        ArgumentNullException.ThrowIfNull(source);
-        ArgumentNullException.ThrowIfNull(candidates);
-        foreach (var candidate in candidates)
-        {
-            string start = candidate + marker;
-            if (source.Names.Any(n => n.StartsWith(start, StringComparison.Ordinal)))
-            {
-                return candidate;
-            }
-        }
-
-        return null;
-    }
-
     // Same dtype and device: the parameter takes the loaded tensor's storage (for a safetensors file, the mapped pages),
     // nothing is copied. Otherwise the stored values are converted into the parameter's own memory.
     private static void Fill(torch.Tensor target, torch.Tensor tensor)

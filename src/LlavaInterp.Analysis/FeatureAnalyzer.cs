@@ -1,10 +1,11 @@
+using LlavaInterp.Sae;
 using LlavaInterp.Llava;
 using LlavaInterp.Models.Clip;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Sae.Analysis;
+namespace LlavaInterp.Analysis;
 
 /// <summary>A feature of a ranking with its activation and its first explanation (null when it has none).</summary>
 /// <param name="Index">The feature index.</param>

@@ -1,7 +1,8 @@
+using LlavaInterp.Sae;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Sae;
+namespace LlavaInterp.Analysis;
 
 /// <summary>
 /// Measures how often each feature fires: accumulates, over many inputs, the number of positions where a feature's

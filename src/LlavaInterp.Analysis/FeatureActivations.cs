@@ -1,7 +1,8 @@
+using LlavaInterp.Sae;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Sae;
+namespace LlavaInterp.Analysis;
 
 /// <summary>A feature and a value (an activation or an aggregate of activations).</summary>
 /// <param name="Index">The feature index.</param>

@@ -1,7 +1,8 @@
+using LlavaInterp.Sae;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Sae;
+namespace LlavaInterp.Analysis;
 
 /// <summary>
 /// Lays feature activations at the image-token positions out on the image's patch grid. LLaVA's image tokens follow

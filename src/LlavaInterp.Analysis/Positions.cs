@@ -1,6 +1,7 @@
+using LlavaInterp.Sae;
 using System.Globalization;
 
-namespace LlavaInterp.Sae.Analysis;
+namespace LlavaInterp.Analysis;
 
 /// <summary>Which prompt positions feature activations are read at: <c>image|last|all|INDEX</c>.</summary>
 public sealed record PromptPositions

@@ -1,4 +1,5 @@
-namespace LlavaInterp.Sae.Analysis;
+using LlavaInterp.Sae;
+namespace LlavaInterp.Analysis;
 
 /// <summary>Writes rows as a table with aligned columns; numeric columns are right-aligned.</summary>
 public static class TextTable

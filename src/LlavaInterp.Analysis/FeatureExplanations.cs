@@ -1,9 +1,10 @@
+using LlavaInterp.Sae;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
-namespace LlavaInterp.Sae;
+namespace LlavaInterp.Analysis;
 
 /// <summary>One explanation of one feature, as in a Neuronpedia export.</summary>
 /// <param name="Index">The feature index (Neuronpedia exports it as a string).</param>

@@ -1,10 +1,11 @@
+using LlavaInterp.Sae;
 using LlavaInterp.Models.Clip;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Sae;
+namespace LlavaInterp.Analysis;
 
 /// <summary>Colour scales for heatmaps (value 0 → first colour, 1 → last).</summary>
 public enum Colormap

@@ -1,7 +1,8 @@
+using LlavaInterp.Sae;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Sae.Analysis;
+namespace LlavaInterp.Analysis;
 
 /// <summary>
 /// Accumulates over several images: the mean of each image's per-feature aggregate (a class's profile) and how often

@@ -1,9 +1,10 @@
+using LlavaInterp.Sae;
 using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace LlavaInterp.Sae.Analysis;
+namespace LlavaInterp.Analysis;
 
 /// <summary>The top features of one image, or of one class of images.</summary>
 /// <param name="Label">The image path, or the class name.</param>

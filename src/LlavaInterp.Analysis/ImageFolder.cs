@@ -1,4 +1,5 @@
-namespace LlavaInterp.Sae.Analysis;
+using LlavaInterp.Sae;
+namespace LlavaInterp.Analysis;
 
 /// <summary>A class of an ImageNet-style folder: its name (the sub-folder's) and the images used for it.</summary>
 /// <param name="Name">The class name.</param>

@@ -1,0 +1,31 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LlavaInterp.Nn;
+
+/// <summary>
+/// Parameters and layers whose storage comes from <c>torch.empty</c>: checkpoint weights overwrite (or, when mapped,
+/// replace) it, so nothing is initialised, nothing is allocated on the meta device, and CPU pages are only touched when
+/// weights are converted in. <c>nn.Linear(in, out)</c> would run a Kaiming init over memory the checkpoint then
+/// overwrites.
+/// </summary>
+public static class EmptyModules
+{
+    /// <summary>
+    /// Wraps <paramref name="data"/> (consumed) in a parameter without gradient, detached from any dispose scope so that
+    /// building or loading a model inside a caller's <c>NewDisposeScope</c> does not dispose its weights.
+    /// </summary>
+    public static Parameter Own(Tensor data) => (Parameter)new Parameter(data, requires_grad: false).DetachFromDisposeScope();
+
+    /// <summary>An uninitialised parameter of <paramref name="shape"/>.</summary>
+    public static Parameter Parameter(ScalarType dtype, Device device, params long[] shape) => Own(empty(shape, dtype, device));
+
+    /// <summary>A linear layer, weight [out, in] and optional bias [out], left uninitialised.</summary>
+    public static Linear Linear(long inFeatures, long outFeatures, bool bias, ScalarType dtype, Device device) =>
+        nn.Linear(Parameter(dtype, device, outFeatures, inFeatures), bias ? Parameter(dtype, device, outFeatures) : null);
+
+    /// <summary>A LayerNorm over the last dimension (weight 1, bias 0 until loaded: LayerNorm has no empty constructor).</summary>
+    public static LayerNorm LayerNorm(long width, double eps, ScalarType dtype, Device device) =>
+        nn.LayerNorm(width, eps, device: device, dtype: dtype);
+}
