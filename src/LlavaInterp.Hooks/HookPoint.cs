@@ -31,6 +31,12 @@ public sealed class HookPoint : torch.nn.Module<torch.Tensor, torch.Tensor>
     /// <summary>Whether any model-level hook is attached here (scoped hooks are not counted).</summary>
     public bool HasModelHooks => !_modelHooks.IsEmpty;
 
+    /// <summary>
+    /// Whether a hook would fire here now: a model hook, or a hook of a scope open in the calling flow. Lets a module skip
+    /// work that only hooks could change.
+    /// </summary>
+    public bool IsHooked => !_modelHooks.IsEmpty || (HookScope.AnyActive && !HookScope.HooksFor(this).IsEmpty);
+
     /// <inheritdoc/>
     public override torch.Tensor forward(torch.Tensor input)
     {

@@ -33,11 +33,18 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
     /// <c>RegisterComponents()</c>.
     /// </summary>
     /// <exception cref="InvalidOperationException">Two hook points share a name.</exception>
-    protected void SetupHooks()
+    protected void SetupHooks() => SetupHooks(this);
+
+    /// <summary>
+    /// Indexes the hook points of <paramref name="source"/>'s module tree instead of this module's: for a root that runs
+    /// another module it does not own (and so does not register as a child, which would dispose it).
+    /// </summary>
+    protected void SetupHooks(torch.nn.Module source)
     {
+        ArgumentNullException.ThrowIfNull(source);
         var dict = new Dictionary<string, HookPoint>(StringComparer.Ordinal);
         var names = new List<string>();
-        foreach (var module in DepthFirst(this))
+        foreach (var module in DepthFirst(source))
         {
             if (module is HookPoint point)
             {

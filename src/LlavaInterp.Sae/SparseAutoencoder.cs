@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using LlavaInterp.Configuration;
+using LlavaInterp.Hooks;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
@@ -32,8 +33,18 @@ public enum SaeArchitecture
 /// It computes in its own dtype and device (inputs are cast and moved), holds its weights and disposes them.
 /// Encoding and decoding are stateless and may run on several threads at once; the folding methods mutate the
 /// weights and must not run concurrently with them.
+/// <para>
+/// Like SAELens's SAE it is a hooked module: <c>hook_sae_input</c> (the input after the dtype cast, before the run-time
+/// normalization), <c>hook_sae_acts_pre</c>, <c>hook_sae_acts_post</c>, <c>hook_sae_recons</c> (before the
+/// normalization is undone), <c>hook_sae_error</c> and <c>hook_sae_output</c>, each named under the SAE's hook point
+/// (<c>blocks.12.hook_resid_post.hook_sae_acts_post</c>) so that they are unique next to a model's own. Hook them with
+/// <see cref="HookedRootModule{TInput, TOutput}.AddHook(string, HookFunction, HookDirection, bool)"/>,
+/// <see cref="HookedRootModule{TInput, TOutput}.Hooks(HookSpec[])"/> or record them with <c>RunWithCache</c>; they
+/// fire in <see cref="Encode"/>, <see cref="Decode"/>, <see cref="Forward"/> and the <see cref="SaeSplice"/>. With no hook
+/// attached they cost one branch each.
+/// </para>
 /// </summary>
-public sealed partial class SparseAutoencoder : IDisposable
+public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
 {
     /// <summary>SAELens's config file name.</summary>
     public const string ConfigFileName = "cfg.json";
@@ -61,9 +72,16 @@ public sealed partial class SparseAutoencoder : IDisposable
     private Tensor? _bMag;
     private Tensor? _wMag;
     private Tensor? _finetuningScale;
+    private readonly HookPoint _hookSaeInput;
+    private readonly HookPoint _hookSaeActsPre;
+    private readonly HookPoint _hookSaeActsPost;
+    private readonly HookPoint _hookSaeRecons;
+    private readonly HookPoint _hookSaeError;
+    private readonly HookPoint _hookSaeOutput;
     private bool _disposed;
 
     private SparseAutoencoder(SaeConfig config, SaeArchitecture architecture, Dictionary<string, Tensor> weights, ScalarType dtype, Device device)
+        : base("sae")
     {
         Config = config;
         Architecture = architecture;
@@ -85,7 +103,29 @@ public sealed partial class SparseAutoencoder : IDisposable
         _bMag = weights.GetValueOrDefault("b_mag");
         _finetuningScale = weights.GetValueOrDefault("finetuning_scaling_factor");
         UpdateGatedWeights();
+
+        // Only the hook points are registered: the weights stay plain fields, which the folding methods replace.
+        HookPoint Point(string suffix)
+        {
+            var point = new HookPoint($"{config.HookName}.{suffix}", config.HookLayer);
+            register_module(suffix, point);
+            return point;
+        }
+
+        _hookSaeInput = Point(SaeHookNames.Input);
+        _hookSaeActsPre = Point(SaeHookNames.ActsPre);
+        _hookSaeActsPost = Point(SaeHookNames.ActsPost);
+        _hookSaeRecons = Point(SaeHookNames.Recons);
+        _hookSaeError = Point(SaeHookNames.Error);
+        _hookSaeOutput = Point(SaeHookNames.Output);
+        SetupHooks();
     }
+
+    /// <summary>
+    /// Whether <c>forward</c> (<c>call</c>) adds the error term, as SAELens's
+    /// <c>use_error_term</c> (default false: the output is the reconstruction).
+    /// </summary>
+    public bool UseErrorTerm { get; set; }
 
     /// <summary>The configuration (after upgrades, overrides and folding).</summary>
     public SaeConfig Config { get; private set; }
@@ -294,13 +334,12 @@ public sealed partial class SparseAutoencoder : IDisposable
         }
     }
 
-    /// <summary>Encodes activations [..., d_in] into feature activations [..., d_sae].</summary>
+    /// <summary>Encodes activations [..., d_in] into feature activations [..., d_sae] (the encode hook points fire).</summary>
     /// <exception cref="SaeException">The input's last dimension is not d_in.</exception>
     public Tensor Encode(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        var (_, acts) = EncodeCore(x);
-        return acts.MoveToOuterDisposeScope();
+        return EncodeFlat(Prepare(x, out _), fire: true).Acts.MoveToOuterDisposeScope();
     }
 
     /// <summary>Encodes and also returns the pre-activations (<c>hook_sae_acts_pre</c>).</summary>
@@ -309,8 +348,8 @@ public sealed partial class SparseAutoencoder : IDisposable
     public (Tensor HiddenPre, Tensor FeatureActs) EncodeWithPre(Tensor x)
     {
         using var scope = torch.NewDisposeScope();
-        var (pre, acts) = EncodeCore(x);
-        return (pre.MoveToOuterDisposeScope(), acts.MoveToOuterDisposeScope());
+        var encoded = EncodeFlat(Prepare(x, out _), fire: true);
+        return (encoded.Pre.MoveToOuterDisposeScope(), encoded.Acts.MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -342,7 +381,7 @@ public sealed partial class SparseAutoencoder : IDisposable
             throw new SaeException(HookName, $"normalize_activations '{Config.NormalizeActivations}' rescales each input: pass the encoded input to Decode.");
         }
 
-        var recons = NormalizeOut(DecodeRaw(acts), norm);
+        var recons = DecodeFlat(acts, norm, fire: true);
         return (shape is null ? recons : Unflatten(recons, shape)).MoveToOuterDisposeScope();
     }
 
@@ -352,11 +391,15 @@ public sealed partial class SparseAutoencoder : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         var flat = Prepare(x, out var shape);
-        var normed = NormalizeIn(flat, out var norm);
-        var saeIn = Center(normed);
-        var acts = Activate(PreActivation(saeIn), saeIn);
-        return Unflatten(NormalizeOut(DecodeRaw(acts), norm), shape).MoveToOuterDisposeScope();
+        var encoded = EncodeFlat(flat, fire: true);
+        return Unflatten(DecodeFlat(encoded.Acts, encoded.Norm, fire: true), shape).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// SAELens's <c>forward</c>: the reconstruction, plus the error term when <see cref="UseErrorTerm"/>; the result has
+    /// the input's dtype and device (see <see cref="Run"/>).
+    /// </summary>
+    public override Tensor forward(Tensor x) => Run(x, UseErrorTerm);
 
     /// <summary>A copy of feature <paramref name="feature"/>'s decoder row W_dec[f] [d_in] (no bias); the caller owns it.</summary>
     /// <exception cref="SaeException">The feature is out of range.</exception>
@@ -430,19 +473,96 @@ public sealed partial class SparseAutoencoder : IDisposable
     /// </summary>
     public SaeSplice Splice(bool useErrorTerm = true) => new(this, useErrorTerm);
 
-    /// <summary>Disposes the weights.</summary>
-    public void Dispose()
+    /// <summary>Disposes the weights (and the hook points).</summary>
+    protected override void Dispose(bool disposing)
     {
-        if (_disposed)
+        if (!_disposed && disposing)
         {
-            return;
+            _disposed = true;
+            foreach (var t in new[] { _wEnc, _wDec, _bEnc, _bDec, _threshold, _bGate, _rMag, _bMag, _wMag, _finetuningScale })
+            {
+                t?.Dispose();
+            }
         }
 
-        _disposed = true;
-        foreach (var t in new[] { _wEnc, _wDec, _bEnc, _bDec, _threshold, _bGate, _rMag, _bMag, _wMag, _finetuningScale })
+        base.Dispose(disposing);
+    }
+
+    /// <summary>
+    /// The one encode path, used by <see cref="Encode"/>, the splice and steering: run-time normalization, centring,
+    /// pre-activation, activation. With <paramref name="fire"/> false the hook points are skipped (the clean path of the
+    /// error term, steering edits).
+    /// </summary>
+    internal SaeEncoding EncodeFlat(Tensor flat, bool fire)
+    {
+        var input = fire ? _hookSaeInput.call(flat) : flat;
+        var saeIn = Center(NormalizeIn(input, out var norm));
+        var pre = PreActivation(saeIn);
+        if (fire)
         {
-            t?.Dispose();
+            pre = _hookSaeActsPre.call(pre);
         }
+
+        var acts = Activate(pre, saeIn);
+        return new SaeEncoding(norm, pre, fire ? _hookSaeActsPost.call(acts) : acts);
+    }
+
+    /// <summary>The one decode path: <c>acts·W_dec + b_dec</c> (<c>hook_sae_recons</c>), then the normalization undone.</summary>
+    internal Tensor DecodeFlat(Tensor acts, NormState norm, bool fire)
+    {
+        var recons = DecodeRaw(acts);
+        return NormalizeOut(fire ? _hookSaeRecons.call(recons) : recons, norm);
+    }
+
+    /// <summary>
+    /// Runs the SAE on an activation as a splice does. Without the error term the result is the reconstruction. With it
+    /// (SAELens's <c>use_error_term</c>) the result is <c>hooked_reconstruction + error</c>, with
+    /// <c>error = x - clean_reconstruction</c> computed with no hooks: an edit of the features changes the output by
+    /// exactly the edit's effect. No hook on the encode/decode/error points means no edit, so then no SAE work is done
+    /// and <paramref name="x"/> comes back unchanged. The sum is formed as <c>x + (hooked - clean) + (error' - error)</c>:
+    /// hooks that change nothing give <paramref name="x"/> back bit for bit, without comparing tensors (no host sync).
+    /// </summary>
+    internal Tensor Run(Tensor x, bool useErrorTerm)
+    {
+        using var scope = torch.NewDisposeScope();
+        var flat = Prepare(x, out var shape);
+        Tensor result;
+        if (!useErrorTerm)
+        {
+            var encoded = EncodeFlat(flat, fire: true);
+            result = DecodeFlat(encoded.Acts, encoded.Norm, fire: true);
+        }
+        else
+        {
+            bool inputHooked = _hookSaeInput.IsHooked;
+            bool pathHooked = inputHooked || _hookSaeActsPre.IsHooked || _hookSaeActsPost.IsHooked || _hookSaeRecons.IsHooked;
+            bool errorHooked = _hookSaeError.IsHooked;
+            result = flat;
+            if (pathHooked || errorHooked)
+            {
+                // A hook on the input may edit it in place; both paths then read equal, equally aligned copies, so
+                // that untouched values give identical bits on both.
+                var clean = DecodeOf(inputHooked ? flat.clone() : flat, fire: false);
+                if (pathHooked)
+                {
+                    result = result + (DecodeOf(inputHooked ? flat.clone() : flat, fire: true) - clean);
+                }
+
+                if (errorHooked)
+                {
+                    var error = _hookSaeError.call(flat - clean);
+                    result = result + (error - (flat - clean));
+                }
+            }
+        }
+
+        result = Unflatten(_hookSaeOutput.call(result), shape);
+        if (result.dtype != x.dtype || result.device != x.device)
+        {
+            result = result.to(x.device).to(x.dtype);
+        }
+
+        return (ReferenceEquals(result, flat) ? flat.alias() : result).MoveToOuterDisposeScope();
     }
 
     /// <summary>Casts, moves, flattens <c>hook_z</c> heads and validates an input; returns [..., d_in].</summary>
@@ -565,9 +685,6 @@ public sealed partial class SparseAutoencoder : IDisposable
 
     /// <summary><c>acts·W_dec + b_dec</c> (with the fine-tuning scale), before the run-time normalization is undone.</summary>
     internal Tensor DecodeRaw(Tensor acts) => ScaleActs(acts).matmul(_wDec) + _bDec;
-
-    /// <summary>The reconstruction change caused by an activation change (no bias), normalization included.</summary>
-    internal Tensor DecodeDelta(Tensor deltaActs, NormState norm) => NormalizeOutDelta(ScaleActs(deltaActs).matmul(_wDec), norm);
 
     /// <summary>The change of one feature's decoder contribution: <c>delta[..., None]·W_dec[f]</c>.</summary>
     internal Tensor FeatureDelta(Tensor delta, int feature, NormState norm)
@@ -736,12 +853,10 @@ public sealed partial class SparseAutoencoder : IDisposable
         }
     }
 
-    private (Tensor Pre, Tensor Acts) EncodeCore(Tensor x)
+    private Tensor DecodeOf(Tensor flat, bool fire)
     {
-        var flat = Prepare(x, out _);
-        var saeIn = Center(NormalizeIn(flat, out _));
-        var pre = PreActivation(saeIn);
-        return (pre, Activate(pre, saeIn));
+        var encoded = EncodeFlat(flat, fire);
+        return DecodeFlat(encoded.Acts, encoded.Norm, fire);
     }
 
     private Tensor CheckActs(Tensor acts)
@@ -799,4 +914,29 @@ public sealed partial class SparseAutoencoder : IDisposable
 internal sealed record NormState(Tensor? Coeff, Tensor? Mu, Tensor? Std)
 {
     public static NormState None { get; } = new(null, null, null);
+}
+
+/// <summary>What the encode path computes for one input: the normalization state, pre-activations and activations.</summary>
+internal sealed record SaeEncoding(NormState Norm, Tensor Pre, Tensor Acts);
+
+/// <summary>The suffixes of an SAE's hook points (SAELens's names).</summary>
+public static class SaeHookNames
+{
+    /// <summary>The SAE input after the dtype cast, before the run-time normalization.</summary>
+    public const string Input = "hook_sae_input";
+
+    /// <summary>The pre-activations.</summary>
+    public const string ActsPre = "hook_sae_acts_pre";
+
+    /// <summary>The feature activations.</summary>
+    public const string ActsPost = "hook_sae_acts_post";
+
+    /// <summary>The reconstruction, before the run-time normalization is undone.</summary>
+    public const string Recons = "hook_sae_recons";
+
+    /// <summary>The error term <c>x - clean reconstruction</c> (only with the error term).</summary>
+    public const string Error = "hook_sae_error";
+
+    /// <summary>The output.</summary>
+    public const string Output = "hook_sae_output";
 }

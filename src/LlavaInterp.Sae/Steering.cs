@@ -130,9 +130,8 @@ public static class Steering
                 return x;
             }
 
-            var saeIn = sae.Center(sae.NormalizeIn(flat, out var norm));
-            var pre = sae.PreActivation(saeIn);
-            var acts = sae.Activate(pre, saeIn);
+            var encoded = sae.EncodeFlat(flat, fire: false);
+            var (norm, acts) = (encoded.Norm, encoded.Acts);
             Tensor? delta = null;
             foreach (var (feature, value) in targets)
             {

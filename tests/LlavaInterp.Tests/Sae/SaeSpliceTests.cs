@@ -42,6 +42,58 @@ public sealed class SaeSpliceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void TheSaeIsAHookedModuleWithSaeLensHookPoints()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var sae = SaeFixture.StandardAt(Hook, 1);
+        var x = Fixture.Load("sae.standard.input");
+        Assert.Equal(
+            [$"{Hook}.hook_sae_input", $"{Hook}.hook_sae_acts_pre", $"{Hook}.hook_sae_acts_post", $"{Hook}.hook_sae_recons", $"{Hook}.hook_sae_error", $"{Hook}.hook_sae_output"],
+            sae.HookNames);
+
+        // sae.call(x) is SAELens's forward: the reconstruction, recorded at every hook point it passes.
+        var (output, cache) = sae.RunWithCache(x);
+        using (cache)
+        {
+            TensorAssert.Close(Fixture.Load("sae.standard.feature_acts"), cache[$"{Hook}.hook_sae_acts_post"], what: "acts_post vs golden");
+            TensorAssert.Close(Fixture.Load("sae.standard.hidden_pre"), cache[$"{Hook}.hook_sae_acts_pre"], what: "acts_pre vs golden");
+            TensorAssert.Close(sae.Forward(x), output, atol: 0, rtol: 0, what: "forward = reconstruction");
+            TensorAssert.Close(output, cache[$"{Hook}.hook_sae_output"], atol: 0, rtol: 0, what: "output hook");
+            Assert.False(cache.ContainsKey($"{Hook}.hook_sae_error"));
+        }
+
+        // Encode fires the encode hooks: an ablation at acts_post shows in what Encode returns.
+        using (sae.Hooks(($"{Hook}.hook_sae_acts_post", (a, _) => torch.zeros_like(a))))
+        {
+            Assert.Equal(0.0, sae.Encode(x).abs().sum().item<float>());
+        }
+
+        // With the error term and no hook, the SAE gives its input back.
+        sae.UseErrorTerm = true;
+        TensorAssert.Close(x, sae.call(x), atol: 0, rtol: 0, what: "error term, no hook");
+    }
+
+    [Fact]
+    public void AnInPlaceEditOfTheSaeInputChangesOnlyTheSaePath()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var sae = SaeFixture.StandardAt(Hook, 1);
+        using var splice = sae.Splice();
+        var x = Fixture.Load("sae.standard.input");
+        var original = x.clone();
+        Tensor edited;
+        using (splice.Hooks(($"{Hook}.hook_sae_input", (a, _) => a.mul_(0.5))))
+        {
+            edited = splice.call(x);
+        }
+
+        // The caller's activation is untouched, and the output is recons(x/2) + (x - recons(x)).
+        TensorAssert.Close(original, x, atol: 0, rtol: 0, what: "input not edited in place");
+        var expected = sae.Forward(x * 0.5) + (x - sae.Forward(x));
+        TensorAssert.Close(expected, edited, atol: 1e-5, rtol: 1e-5, what: "edited input through the splice");
+    }
+
+    [Fact]
     public void SpliceWithoutErrorTermReplacesTheActivationByTheReconstruction()
     {
         using var scope = torch.NewDisposeScope();
