@@ -35,7 +35,8 @@ public sealed partial class HookedLlava
             folder = await hub.DownloadModelAsync(pathOrRepoId, options.Revision, options.DownloadProgress, cancellationToken).ConfigureAwait(false);
         }
 
-        return FromPretrained(folder, options, cancellationToken);
+        // Reading configs, the tokenizer and mapping the weights is blocking work: keep it off the caller's thread.
+        return await Task.Run(() => FromPretrained(folder, options, cancellationToken), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Loads a LLaVA checkpoint from a local Hugging Face folder.</summary>
@@ -64,7 +65,7 @@ public sealed partial class HookedLlava
         var model = new HookedLlava(config, processor, options.DType, options.Device) { DefaultStopTokenIds = stops, Logger = logger };
         try
         {
-            model.LoadWeights(source, options.Strict, cancellationToken);
+            model.LoadWeights(source, options.Strict, cancellationToken, options.LoadProgress);
         }
         catch
         {

@@ -166,7 +166,11 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     /// <c>vision_tower.…</c> / <c>multi_modal_projector.…</c>, or the newer <c>model.…</c> + <c>lm_head.weight</c>).
     /// </summary>
     /// <exception cref="WeightLoadException">Missing, unexpected or mis-shaped tensors, listed by name.</exception>
-    public void LoadWeights(ITensorSource source, bool strict = true, CancellationToken cancellationToken = default)
+    /// <param name="source">The checkpoint.</param>
+    /// <param name="strict">Fail on missing or unexpected tensors.</param>
+    /// <param name="cancellationToken">Checked between tensors.</param>
+    /// <param name="progress">Reports each loaded tensor, counted over the vision tower, projector and language model together.</param>
+    public void LoadWeights(ITensorSource source, bool strict = true, CancellationToken cancellationToken = default, IProgress<WeightLoadProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         var layout = LlavaCheckpointLayout.Detect(source);
@@ -179,8 +183,18 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
             }
         }
 
-        _visionTower.LoadWeights(source, layout.VisionPrefix, strict, cancellationToken: cancellationToken);
-        WeightLoader.Load(_projector, source, layout.ProjectorPrefix, strict, cancellationToken: cancellationToken);
-        _languageModel.LoadWeights(source, layout.Text, strict, cancellationToken);
+        // One count over the three parts: each part reports its own (loaded, total), shifted by what came before.
+        int total = _visionTower.state_dict().Count + _projector.state_dict().Count + _languageModel.state_dict().Count;
+        int done = 0;
+        IProgress<WeightLoadProgress>? Part() => progress is null ? null : new SyncProgress(p => progress.Report(p with { Loaded = done + p.Loaded, Total = total }));
+        done += _visionTower.LoadWeights(source, layout.VisionPrefix, strict, Part(), cancellationToken).Loaded.Count;
+        done += WeightLoader.Load(_projector, source, layout.ProjectorPrefix, strict, progress: Part(), cancellationToken: cancellationToken).Loaded.Count;
+        _languageModel.LoadWeights(source, layout.Text, strict, cancellationToken, Part());
     }
+}
+
+/// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to a synchronization context, out of order).</summary>
+file sealed class SyncProgress(Action<WeightLoadProgress> report) : IProgress<WeightLoadProgress>
+{
+    public void Report(WeightLoadProgress value) => report(value);
 }

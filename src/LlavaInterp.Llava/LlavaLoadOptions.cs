@@ -25,6 +25,9 @@ public sealed record LlavaLoadOptions
     /// <summary>Reports download progress of hub files.</summary>
     public IProgress<HubDownloadProgress>? DownloadProgress { get; init; }
 
+    /// <summary>Reports each weight tensor loaded (mapped or converted), counted over the whole model.</summary>
+    public IProgress<LlavaInterp.Loading.WeightLoadProgress>? LoadProgress { get; init; }
+
     /// <summary>Logger for loading, downloading and generation.</summary>
     public ILogger? Logger { get; init; }
 }

@@ -19,7 +19,7 @@ namespace LlavaInterp.Models.Gemma;
 /// </summary>
 /// <remarks>
 /// Parameters are built with <c>torch.empty</c> (nothing is touched, and on the meta device nothing is allocated):
-/// call <see cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken)"/>,
+/// call <see cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken, IProgress{WeightLoadProgress})"/>,
 /// <see cref="InitializeWeights"/> or use <see cref="FromPretrained"/>.
 /// </remarks>
 public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
@@ -161,7 +161,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
 
     /// <summary>Loads the decoder's tensors from a checkpoint whose decoder names start with <paramref name="prefix"/>
     /// (<c>""</c> standalone; a multimodal checkpoint's own prefix otherwise).</summary>
-    /// <inheritdoc cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken)"/>
+    /// <inheritdoc cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken, IProgress{WeightLoadProgress})"/>
     public void LoadWeights(ITensorSource source, string prefix = "", bool strict = true) =>
         LoadWeights(source, GemmaWeightLayout.FromPrefix(prefix), strict);
 
@@ -184,11 +184,12 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
     /// <exception cref="WeightLoadException">Lists every missing, unexpected and mis-shaped or mis-typed tensor by name;
     /// nothing is loaded then.</exception>
     /// <exception cref="InvalidOperationException">The model was built on the meta device.</exception>
-    public void LoadWeights(ITensorSource source, GemmaWeightLayout layout, bool strict = true, CancellationToken cancellationToken = default)
+    /// <param name="progress">Reports each loaded tensor.</param>
+    public void LoadWeights(ITensorSource source, GemmaWeightLayout layout, bool strict = true, CancellationToken cancellationToken = default, IProgress<WeightLoadProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(layout);
-        var report = WeightLoader.Load(this, source, layout.Naming(_lmHead is null), strict, cancellationToken: cancellationToken);
+        var report = WeightLoader.Load(this, source, layout.Naming(_lmHead is null), strict, progress: progress, cancellationToken: cancellationToken);
         foreach (var key in report.Missing)
         {
             Logger.LogWarning("{Source}: no tensor '{Key}'; the parameter stays uninitialised.", WeightLoader.SourceName(source), key);

@@ -241,9 +241,4 @@ public sealed class ClipVisionLoadingTests
 
         Assert.Throws<OperationCanceledException>(() => model.LoadWeights(file, TinyClip.Prefix, cancellationToken: cts.Token));
     }
-
-    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

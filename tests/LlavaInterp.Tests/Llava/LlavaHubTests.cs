@@ -45,15 +45,4 @@ public sealed class LlavaHubTests
     {
         await Assert.ThrowsAsync<DirectoryNotFoundException>(() => HookedLlava.FromPretrainedAsync("not a repo id/or folder/x"));
     }
-
-    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value)
-        {
-            lock (this)
-            {
-                report(value);
-            }
-        }
-    }
 }

@@ -42,6 +42,20 @@ public sealed class LlavaLoadingTests
     }
 
     [Fact]
+    public async Task LoadingReportsEveryTensorOverTheWholeModel()
+    {
+        var reports = new List<LlavaInterp.Loading.WeightLoadProgress>();
+        using var model = await HookedLlava.FromPretrainedAsync(Fixture.ModelDir, new LlavaLoadOptions { LoadProgress = new SyncProgress<LlavaInterp.Loading.WeightLoadProgress>(reports.Add) });
+        int total = model.state_dict().Count;
+        Assert.Equal(Enumerable.Range(1, total), reports.Select(r => r.Loaded));
+        Assert.All(reports, r => Assert.Equal(total, r.Total));
+        Assert.Equal(total, reports.Select(r => r.Name).Distinct().Count());
+        Assert.Contains(reports, r => r.Name.StartsWith("vision_tower.", StringComparison.Ordinal));
+        Assert.Contains(reports, r => r.Name.StartsWith("multi_modal_projector.", StringComparison.Ordinal));
+        Assert.Contains(reports, r => r.Name.StartsWith("language_model.", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void UnknownProjectorActivationIsAConfigError()
     {
         var config = LlavaConfig.Load(System.IO.Path.Combine(Fixture.ModelDir, "config.json")) with { ProjectorHiddenAct = "swiglu" };
