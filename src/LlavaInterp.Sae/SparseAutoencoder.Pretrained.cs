@@ -36,7 +36,8 @@ public sealed partial class SparseAutoencoder
             load = load with { Release = location.Release, SaeId = location.SaeId };
         }
 
-        return Load(location.Folder, load);
+        // Reading and converting the weights blocks: keep it off the caller's thread.
+        return await Task.Run(() => Load(location.Folder, load), ct).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -284,7 +284,7 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
         {
             foreach (var (name, t) in arrays)
             {
-                weights[name] = t.to(device).to(dtype).clone();
+                weights[name] = t.to(dtype, device, copy: true);
             }
 
             var sae = Build(config, weights, dtype, device, (tensor, message) => new TensorFileException(npz.FilePath, tensor, message));
@@ -317,7 +317,7 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
         {
             foreach (var (name, t) in tensors)
             {
-                using var moved = t.detach().to(device).to(dtype);
+                using var moved = t.detach().to(dtype, device);
                 weights[name] = moved.clone();
             }
 
@@ -559,7 +559,7 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
         result = Unflatten(_hookSaeOutput.call(result), shape);
         if (result.dtype != x.dtype || result.device != x.device)
         {
-            result = result.to(x.device).to(x.dtype);
+            result = result.to(x.dtype, x.device);
         }
 
         return (ReferenceEquals(result, flat) ? flat.alias() : result).MoveToOuterDisposeScope();
@@ -576,7 +576,7 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
             throw new SaeException(HookName, $"input is a scalar; expected [..., {DIn}].");
         }
 
-        var t = x.device == _device && x.dtype == _dtype ? x.alias() : x.to(_device).to(_dtype);
+        var t = x.device == _device && x.dtype == _dtype ? x.alias() : x.to(_dtype, _device);
         long last = t.shape[^1];
         // SAELens hook_z SAEs read [..., n_heads, d_head] and flatten the heads.
         if (last != DIn && HookName.EndsWith("_z", StringComparison.Ordinal) && t.dim() >= 2 && t.shape[^2] * last == DIn)
@@ -866,7 +866,7 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
             throw new SaeException(HookName, $"feature activations have shape [{Shape(acts)}] but the SAE has d_sae {DSae}.");
         }
 
-        return acts.device == _device && acts.dtype == _dtype ? acts.alias() : acts.to(_device).to(_dtype);
+        return acts.device == _device && acts.dtype == _dtype ? acts.alias() : acts.to(_dtype, _device);
     }
 
     private Tensor BaseActivation(Tensor pre) =>

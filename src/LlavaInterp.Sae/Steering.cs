@@ -48,7 +48,7 @@ public static class Steering
                 return x;
             }
 
-            var steered = x + v.to(x.device).to(x.dtype);
+            var steered = x + v.to(x.dtype, x.device);
             var result = sel.Length == x.shape[posDim] ? steered : torch.where(Mask(sel, x, posDim, (int)v.dim()), steered, x);
             return result.MoveToOuterDisposeScope();
         };
@@ -145,7 +145,7 @@ public static class Steering
             result = SparseAutoencoder.Unflatten(result, shape);
             if (result.dtype != x.dtype || result.device != x.device)
             {
-                result = result.to(x.device).to(x.dtype);
+                result = result.to(x.dtype, x.device);
             }
 
             return result.MoveToOuterDisposeScope();
