@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using LlavaInterp.IO;
 using LlavaInterp.Sae.Analysis;
 using LlavaInterp.TensorFiles;
 using TorchSharp;
