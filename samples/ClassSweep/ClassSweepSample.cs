@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using LlavaInterp.Analysis;
+using LlavaInterp.IO;
 using LlavaInterp.TensorFiles;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,4 +1,4 @@
-using System.Text.RegularExpressions;
+using LlavaInterp.IO;
 using LlavaInterp.Samples;
 
 namespace LlavaInterp.Cli;
@@ -9,7 +9,7 @@ namespace LlavaInterp.Cli;
 /// </summary>
 public sealed class HookGlob
 {
-    private readonly Regex _regex;
+    private readonly Glob _glob;
 
     /// <summary>Compiles a pattern.</summary>
     /// <exception cref="CliUsageException">An empty pattern.</exception>
@@ -21,14 +21,14 @@ public sealed class HookGlob
         }
 
         Pattern = pattern;
-        _regex = new Regex("^" + string.Join(".*", pattern.Split('*').Select(Regex.Escape)) + "$", RegexOptions.CultureInvariant);
+        _glob = new Glob(pattern, GlobSyntax.StarOnly);
     }
 
     /// <summary>The pattern as given.</summary>
     public string Pattern { get; }
 
     /// <summary>Whether a hook name matches.</summary>
-    public bool IsMatch(string name) => _regex.IsMatch(name);
+    public bool IsMatch(string name) => _glob.IsMatch(name);
 
     /// <summary>
     /// The patterns of <c>--hooks</c> values (each may hold several, comma-separated); every pattern must match at least

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using LlavaInterp.IO;
 
 namespace LlavaInterp.Analysis;
 
@@ -164,19 +165,7 @@ public sealed class FeatureExplanations
 
         var explanations = Parse(body, url.ToString());
         Directory.CreateDirectory(cacheDirectory);
-        string temp = cachePath + $".{Guid.NewGuid():N}.tmp";
-        try
-        {
-            await File.WriteAllTextAsync(temp, body, new UTF8Encoding(false), cancellationToken).ConfigureAwait(false);
-            File.Move(temp, cachePath, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
-            {
-                File.Delete(temp);
-            }
-        }
+        await AtomicFile.WriteAllTextAsync(cachePath, body, cancellationToken).ConfigureAwait(false);
 
         return explanations;
     }

@@ -1,3 +1,4 @@
+using LlavaInterp.IO;
 using LlavaInterp.Sae;
 using LlavaInterp.Models.Clip;
 using SixLabors.ImageSharp;
@@ -240,29 +241,8 @@ public static class Heatmap
         string full = Path.GetFullPath(outputPath);
         string directory = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(directory);
-        string temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var image = SixLabors.ImageSharp.Image.LoadPixelData<Rgb24>(rgb, width, height))
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
-            {
-                image.SaveAsPng(stream);
-            }
-
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            try
-            {
-                File.Delete(temp);
-            }
-            catch (IOException)
-            {
-            }
-
-            throw;
-        }
+        using var image = SixLabors.ImageSharp.Image.LoadPixelData<Rgb24>(rgb, width, height);
+        AtomicFile.Write(full, stream => image.SaveAsPng(stream));
     }
 
     private static (int Width, int Height, byte[] Rgb) Bytes(Tensor imageHwc)

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using LlavaInterp.IO;
 
 namespace LlavaInterp.Hub;
 
@@ -203,9 +204,7 @@ public sealed partial class HubClient
         }
 
         Directory.CreateDirectory(Path.GetDirectoryName(refPath)!);
-        string tmp = refPath + "." + Guid.NewGuid().ToString("N") + ".tmp";
-        File.WriteAllText(tmp, commit);
-        File.Move(tmp, refPath, overwrite: true);
+        AtomicFile.WriteAllText(refPath, commit);
     }
 
     /// <summary>
@@ -242,9 +241,7 @@ public sealed partial class HubClient
             }
         }
 
-        string tmp = pointer + "." + Guid.NewGuid().ToString("N") + ".tmp";
-        File.Copy(blob, tmp);
-        File.Move(tmp, pointer, overwrite: true);
+        AtomicFile.Copy(blob, pointer);
     }
 
     /// <summary>One downloader per blob across threads and processes: .locks/{repo folder}/{etag}.lock held exclusively.</summary>

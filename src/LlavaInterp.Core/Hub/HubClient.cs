@@ -178,8 +178,8 @@ public sealed partial class HubClient : IDisposable
         if (patterns.Count > 0)
         {
             (commit, var listing) = await ListRepoFilesAsync(repoId, rev, ct).ConfigureAwait(false);
-            var regexes = patterns.Select(HubNames.GlobToRegex).ToList();
-            files.AddRange(listing.Where(f => regexes.Any(r => r.IsMatch(f))));
+            var globs = patterns.Select(HubNames.ToGlob).ToList();
+            files.AddRange(listing.Where(f => globs.Any(g => g.IsMatch(f))));
         }
 
         foreach (string f in files.Distinct(StringComparer.Ordinal))

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
+using LlavaInterp.IO;
 
 namespace LlavaInterp.Hub;
 
@@ -117,71 +118,10 @@ internal static partial class HubNames
 
     private static string EscapeSegments(string path) => string.Join('/', path.Split('/').Select(Uri.EscapeDataString));
 
-    /// <summary>A glob (fnmatch: '*' and '?' match any character including '/', [seq], [!seq]) as a regex.</summary>
-    public static Regex GlobToRegex(string pattern)
-    {
+    /// <summary>An allow pattern (fnmatch: '*' and '?' match any character including '/', [seq], [!seq]).</summary>
+    public static Glob ToGlob(string pattern) =>
         // huggingface_hub treats "folder/" as "folder/*".
-        if (pattern.EndsWith('/'))
-        {
-            pattern += "*";
-        }
+        new(pattern.EndsWith('/') ? pattern + "*" : pattern, GlobSyntax.Fnmatch);
 
-        var sb = new StringBuilder("^");
-        for (int i = 0; i < pattern.Length; i++)
-        {
-            char c = pattern[i];
-            switch (c)
-            {
-                case '*':
-                    sb.Append(".*");
-                    break;
-                case '?':
-                    sb.Append('.');
-                    break;
-                case '[':
-                    int start = i + 1;
-                    if (start < pattern.Length && pattern[start] == '!')
-                    {
-                        start++;
-                    }
-
-                    // As in fnmatch, a ']' right after '[' or '[!' belongs to the set.
-                    if (start < pattern.Length && pattern[start] == ']')
-                    {
-                        start++;
-                    }
-
-                    int close = start < pattern.Length ? pattern.IndexOf(']', start) : -1;
-                    if (close < 0)
-                    {
-                        sb.Append(@"\[");
-                        break;
-                    }
-
-                    string set = pattern[(i + 1)..close];
-                    sb.Append('[');
-                    if (set.StartsWith('!'))
-                    {
-                        sb.Append('^');
-                        set = set[1..];
-                    }
-                    else if (set.StartsWith('^'))
-                    {
-                        sb.Append('\\');
-                    }
-
-                    sb.Append(set.Replace(@"\", @"\\", StringComparison.Ordinal).Replace("[", @"\[", StringComparison.Ordinal)
-                        .Replace("]", @"\]", StringComparison.Ordinal)).Append(']');
-                    i = close;
-                    break;
-                default:
-                    sb.Append(Regex.Escape(c.ToString()));
-                    break;
-            }
-        }
-
-        return new Regex(sb.Append('$').ToString(), RegexOptions.CultureInvariant | RegexOptions.Singleline);
-    }
-
-    public static bool IsPattern(string s) => s.IndexOfAny(['*', '?', '[']) >= 0 || s.EndsWith('/');
+    public static bool IsPattern(string s) => Glob.HasWildcard(s) || s.EndsWith('/');
 }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
+using LlavaInterp.IO;
 using TorchSharp;
 
 namespace LlavaInterp.TensorFiles;
@@ -55,26 +56,13 @@ public static class SafetensorsWriter
             throw new TensorFileException(path, null, "the folder does not exist.");
         }
 
-        string temp = Path.Combine(folder, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                Write(path, plan, stream, progress, cancellationToken);
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.Move(temp, path, overwrite: true);
+            AtomicFile.Write(path, stream => Write(path, plan, stream, progress, cancellationToken), flushToDisk: true);
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            TryDelete(temp);
-            if (ex is IOException or UnauthorizedAccessException)
-            {
-                throw new TensorFileException(path, null, $"cannot be written: {ex.Message}", ex);
-            }
-
-            throw;
+            throw new TensorFileException(path, null, $"cannot be written: {ex.Message}", ex);
         }
     }
 
@@ -366,17 +354,5 @@ public static class SafetensorsWriter
         }
 
         json.Append('"');
-    }
-
-    private static void TryDelete(string file)
-    {
-        try
-        {
-            File.Delete(file);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            // Best effort: the original error is the one to report.
-        }
     }
 }

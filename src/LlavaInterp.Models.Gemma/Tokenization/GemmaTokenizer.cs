@@ -36,8 +36,8 @@ public sealed class GemmaTokenizer
     private readonly Dictionary<string, int> _pieceToId;
     private readonly Dictionary<int, GemmaAddedToken> _addedById;
     private readonly Dictionary<string, int> _addedByContent;
-    private readonly AddedTokenTrie _addedTrie;
-    private readonly UserDefinedSymbolMatcher _userDefined;
+    private readonly TokenTrie _addedTrie;
+    private readonly TokenTrie _userDefined;
     private readonly HashSet<int> _specialIds;
     private readonly bool _escapeWhitespaces;
     private GemmaChatFormat? _chatFormat;
@@ -67,14 +67,10 @@ public sealed class GemmaTokenizer
             }
         }
 
-        _userDefined = new UserDefinedSymbolMatcher(userDefined);
+        _userDefined = new TokenTrie(userDefined);
         _addedById = addedById;
         _addedByContent = ContentToId(addedById);
-        _addedTrie = new AddedTokenTrie();
-        foreach (string content in _addedByContent.Keys)
-        {
-            _addedTrie.Add(content);
-        }
+        _addedTrie = new TokenTrie(_addedByContent.Keys);
 
         _specialIds = specialIds;
         SpecialTokenIds = specialIds.ToFrozenSet();
@@ -352,7 +348,7 @@ public sealed class GemmaTokenizer
             // already U+2581 (so a piece like "▁▁" matches two spaces). Handing the escaped text on to the BPE is
             // harmless: escaping leaves U+2581 as it is.
             string normalized = _escapeWhitespaces ? segment.Replace(' ', SpaceSymbol) : segment;
-            foreach (var (run, isSymbol) in _userDefined.Split(normalized))
+            foreach (var (run, isSymbol) in _userDefined.SplitLongestMatch(normalized))
             {
                 if (isSymbol)
                 {
@@ -477,7 +473,7 @@ public sealed class GemmaTokenizer
             yield break;
         }
 
-        var tokens = _addedTrie.Split(text);
+        var tokens = _addedTrie.SplitAddedTokens(text);
         for (int i = 0; i < tokens.Count; i++)
         {
             if (!_addedByContent.TryGetValue(tokens[i], out int id))

@@ -1,41 +1,49 @@
 namespace LlavaInterp.Models.Gemma;
 
 /// <summary>
-/// Splits text on added tokens the way Hugging Face's slow tokenizers do (<c>tokenization_utils.Trie.split</c>):
-/// a greedy scan that cuts at the first completed match, extended to the longest token that starts at the same
-/// place or at an earlier partial match. The scan is reproduced step for step (including its handling of
-/// overlapping tokens) so that the cut points equal the reference's, not merely a "leftmost-longest" approximation.
+/// A character trie of token strings with the two scans the tokenizer needs: <see cref="SplitAddedTokens"/> for
+/// Hugging Face's added tokens and <see cref="SplitLongestMatch"/> for sentencepiece's USER_DEFINED symbols.
 /// </summary>
-internal sealed class AddedTokenTrie
+internal sealed class TokenTrie
 {
     private readonly Node _root = new();
 
-    public bool IsEmpty => _root.Children.Count == 0;
-
-    public void Add(string token)
+    /// <summary>Builds the trie; empty strings are ignored (they match nowhere).</summary>
+    public TokenTrie(IEnumerable<string> tokens)
     {
-        if (token.Length == 0)
+        foreach (string token in tokens)
         {
-            return;
-        }
-
-        var node = _root;
-        foreach (char c in token)
-        {
-            if (!node.Children.TryGetValue(c, out var next))
+            if (token.Length == 0)
             {
-                next = new Node();
-                node.Children.Add(c, next);
+                continue;
             }
 
-            node = next;
-        }
+            var node = _root;
+            foreach (char c in token)
+            {
+                if (!node.Children.TryGetValue(c, out var next))
+                {
+                    next = new Node();
+                    node.Children.Add(c, next);
+                }
 
-        node.Terminal = true;
+                node = next;
+            }
+
+            node.Terminal = true;
+        }
     }
 
-    /// <summary>Cuts <paramref name="text"/> at every added-token boundary; pieces keep their order and cover the text.</summary>
-    public List<string> Split(string text)
+    public bool IsEmpty => _root.Children.Count == 0;
+
+    /// <summary>
+    /// Cuts <paramref name="text"/> at every added-token boundary the way Hugging Face's slow tokenizers do
+    /// (<c>tokenization_utils.Trie.split</c>): a greedy scan that cuts at the first completed match, extended to the
+    /// longest token that starts at the same place or at an earlier partial match. The scan is reproduced step for
+    /// step (including its handling of overlapping tokens) so that the cut points equal the reference's, not merely a
+    /// "leftmost-longest" approximation. Pieces keep their order and cover the text.
+    /// </summary>
+    public List<string> SplitAddedTokens(string text)
     {
         var offsets = new List<int> { 0 };
         if (IsEmpty)
@@ -141,6 +149,61 @@ internal sealed class AddedTokenTrie
         }
 
         return Cut(text, offsets);
+    }
+
+    /// <summary>
+    /// Splits text into runs of plain text and whole tokens (<c>IsToken</c>) the way sentencepiece's normalizer
+    /// matches USER_DEFINED symbols (its prefix matcher): left to right, at each position the longest token starting
+    /// there is one frozen unit that BPE never merges with its neighbours.
+    /// </summary>
+    public IEnumerable<(string Text, bool IsToken)> SplitLongestMatch(string text)
+    {
+        int plainStart = 0;
+        int i = 0;
+        while (i < text.Length)
+        {
+            int matchLength = LongestMatchAt(text, i);
+            if (matchLength == 0)
+            {
+                i++;
+                continue;
+            }
+
+            if (i > plainStart)
+            {
+                yield return (text[plainStart..i], false);
+            }
+
+            yield return (text.Substring(i, matchLength), true);
+            i += matchLength;
+            plainStart = i;
+        }
+
+        if (plainStart < text.Length)
+        {
+            yield return (text[plainStart..], false);
+        }
+    }
+
+    private int LongestMatchAt(string text, int start)
+    {
+        var node = _root;
+        int best = 0;
+        for (int j = start; j < text.Length; j++)
+        {
+            if (!node.Children.TryGetValue(text[j], out var next))
+            {
+                break;
+            }
+
+            node = next;
+            if (node.Terminal)
+            {
+                best = j - start + 1;
+            }
+        }
+
+        return best;
     }
 
     private static List<string> Cut(string text, List<int> offsets)
