@@ -3,7 +3,7 @@ using LlavaInterp.Samples;
 namespace LlavaInterp.Cli;
 
 /// <summary>
-/// The <c>llava-interp</c> command line: <c>cache</c>, <c>generate</c>, <c>features</c> and <c>demo</c>. Every error is
+/// The <c>llava-interp</c> command line: <c>cache</c>, <c>generate</c>, <c>features</c>, <c>demo</c> and <c>train-sae</c>. Every error is
 /// printed as one line on stderr with a non-zero exit code (2 for a bad command line, 1 for a failure, 130 when
 /// cancelled); output files are written to a temporary name and moved into place, so a failed run leaves none.
 /// </summary>
@@ -23,6 +23,7 @@ public static class Cli
           features   top SAE features of images (or classes of images) for a prompt, with Neuronpedia descriptions
           generate   generate text for an image and a prompt, optionally steered through SAE features
           cache      run a prompt and save activations of chosen hook points to a .safetensors file
+          train-sae  collect a hook point's activations over an image folder and prompts, train an SAE (SAELens format)
 
         --model and --sae take a local folder or a Hugging Face name: Intel/llava-gemma-2b,
         gemma-2b-res-jb/blocks.12.hook_resid_post (SAELens release/id). Downloads go to the Hugging Face cache
@@ -57,7 +58,8 @@ public static class Cli
             "generate" => GenerateCommand.RunAsync(rest, stdout, stderr, ct),
             "features" => FeaturesCommand.RunAsync(rest, stdout, stderr, ct),
             "demo" => DemoCommand.RunAsync(rest, stdout, stderr, ct),
-            _ => throw new CliUsageException($"unknown command '{args[0]}'; the commands are demo, features, generate and cache (see --help)."),
+            "train-sae" => TrainSaeCommand.RunAsync(rest, stdout, stderr, ct),
+            _ => throw new CliUsageException($"unknown command '{args[0]}'; the commands are demo, features, generate, cache and train-sae (see --help)."),
         }).ConfigureAwait(false);
     }
 
