@@ -88,7 +88,7 @@ public static class ClassSweepSample
                 }
 
                 progress.Report((i, cls.Name));
-                using var tally = analyzer.Tally(cls.Images, prompt, positions, aggregation, ct: ct);
+                using var tally = analyzer.Tally(cls.Images, prompt, positions, aggregation, cancellationToken: ct);
 
                 Save(state, cls, settings, tally);
                 progress.Report((i + 1, cls.Name));

@@ -86,7 +86,7 @@ public static class Sources
         SaeLocation location;
         try
         {
-            location = await SparseAutoencoder.LocateAsync(spec, hub: hub, progress: log is null ? null : DownloadLog(log), ct: ct).ConfigureAwait(false);
+            location = await SparseAutoencoder.LocateAsync(spec, hub: hub, progress: log is null ? null : DownloadLog(log), cancellationToken: ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is ArgumentException or FileNotFoundException)
         {

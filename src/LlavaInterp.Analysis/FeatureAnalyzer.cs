@@ -131,11 +131,11 @@ public sealed class FeatureAnalyzer
     /// <param name="prompt">The user text (chat format applied) or, with <paramref name="raw"/>, the exact text to tokenize.</param>
     /// <param name="images">Image files (one <c>&lt;image&gt;</c> each).</param>
     /// <param name="raw">Tokenize <paramref name="prompt"/> as is (see <see cref="LlavaProcessor.Prepare(string, IReadOnlyList{string}?, bool)"/>).</param>
-    /// <param name="ct">Cancels before the run.</param>
+    /// <param name="cancellationToken">Cancels before the run.</param>
     /// <exception cref="InvalidOperationException">The model was built without a processor.</exception>
-    public PromptFeatures Encode(string prompt, IReadOnlyList<string> images, bool raw = false, CancellationToken ct = default)
+    public PromptFeatures Encode(string prompt, IReadOnlyList<string> images, bool raw = false, CancellationToken cancellationToken = default)
     {
-        ct.ThrowIfCancellationRequested();
+        cancellationToken.ThrowIfCancellationRequested();
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.inference_mode();
         var processor = Model.Processor ?? throw new InvalidOperationException("The model has no processor (tokenizer and preprocessor files); load it from a model folder.");
@@ -162,10 +162,10 @@ public sealed class FeatureAnalyzer
     /// <param name="aggregation">How each image's positions are combined.</param>
     /// <param name="raw">Tokenize <paramref name="prompt"/> as is.</param>
     /// <param name="progress">Receives a report after each image.</param>
-    /// <param name="ct">Cancels between images.</param>
+    /// <param name="cancellationToken">Cancels between images.</param>
     public FeatureTally Tally(
         IReadOnlyList<string> images, string prompt, PromptPositions positions, FeatureAggregation aggregation,
-        bool raw = false, IProgress<FeatureSweepProgress>? progress = null, CancellationToken ct = default)
+        bool raw = false, IProgress<FeatureSweepProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(positions);
@@ -174,7 +174,7 @@ public sealed class FeatureAnalyzer
         {
             for (int i = 0; i < images.Count; i++)
             {
-                using (var features = Encode(prompt, [images[i]], raw, ct))
+                using (var features = Encode(prompt, [images[i]], raw, cancellationToken))
                 {
                     tally.Add(features, positions, aggregation);
                 }

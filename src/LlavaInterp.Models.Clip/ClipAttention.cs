@@ -10,7 +10,7 @@ namespace LlavaInterp.Models.Clip;
 /// HF <c>CLIPAttention</c> (eager): bidirectional multi-head self-attention, no mask. q, k, v and out projections have
 /// biases; q is multiplied by head_dim^-0.5 before q·kᵀ, as HF does.
 /// </summary>
-public sealed class ClipAttention : torch.nn.Module<torch.Tensor, torch.Tensor>
+internal sealed class ClipAttention : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
     [ComponentName(Name = "k_proj")]
     private readonly Linear _kProj;

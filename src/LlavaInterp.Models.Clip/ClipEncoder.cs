@@ -5,7 +5,7 @@ using TorchSharp.Utils;
 namespace LlavaInterp.Models.Clip;
 
 /// <summary>HF <c>CLIPEncoder</c>: the stack of encoder layers (<c>layers.{i}</c>).</summary>
-public sealed class ClipEncoder : torch.nn.Module<torch.Tensor, torch.Tensor>
+internal sealed class ClipEncoder : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
     [ComponentName(Name = "layers")]
     private readonly ModuleList<ClipEncoderLayer> _layers;

@@ -11,7 +11,7 @@ namespace LlavaInterp.Models.Clip;
 /// Hook points are named <c>{prefix}blocks.{i}.…</c> after TransformerLens. Fields are declared in forward order so the
 /// hook points are listed in the order they fire.
 /// </summary>
-public sealed class ClipEncoderLayer : torch.nn.Module<torch.Tensor, torch.Tensor>
+internal sealed class ClipEncoderLayer : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
     // [batch, pos, d_model]: the layer input.
     [ComponentName(Name = "hook_resid_pre")]

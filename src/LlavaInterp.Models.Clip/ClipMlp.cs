@@ -7,7 +7,7 @@ using TorchSharp.Utils;
 namespace LlavaInterp.Models.Clip;
 
 /// <summary>HF <c>CLIPMLP</c>: <c>fc2(act(fc1(x)))</c>, both with biases; the activation is the config's <c>hidden_act</c>.</summary>
-public sealed class ClipMlp : torch.nn.Module<torch.Tensor, torch.Tensor>
+internal sealed class ClipMlp : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
     [ComponentName(Name = "fc1")]
     private readonly Linear _fc1;

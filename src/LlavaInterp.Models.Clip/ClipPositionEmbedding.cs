@@ -10,7 +10,7 @@ namespace LlavaInterp.Models.Clip;
 /// Built from <c>torch.empty</c> rather than <c>nn.Embedding</c>, which allocates and initialises on the CPU even for
 /// the meta device.
 /// </summary>
-public sealed class ClipPositionEmbedding : torch.nn.Module<torch.Tensor, torch.Tensor>
+internal sealed class ClipPositionEmbedding : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
     [ComponentName(Name = "weight")]
     private readonly Parameter _weight;

@@ -11,7 +11,7 @@ namespace LlavaInterp.Models.Clip;
 /// CLS token in front, plus the learned position table. Input pixels [batch, channels, H, W] are cast to the weight
 /// dtype first, as HF does.
 /// </summary>
-public sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch.Tensor>
+internal sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
     [ComponentName(Name = "class_embedding")]
     private readonly Parameter _classEmbedding;

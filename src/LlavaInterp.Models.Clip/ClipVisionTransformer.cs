@@ -10,7 +10,7 @@ namespace LlavaInterp.Models.Clip;
 /// HF <c>CLIPVisionTransformer</c> (the <c>vision_model</c> of <c>CLIPVisionModel</c>): embeddings →
 /// <c>pre_layrnorm</c> → encoder layers → <c>post_layernorm</c> of the CLS token (pooled output only).
 /// </summary>
-public sealed class ClipVisionTransformer : torch.nn.Module<ClipVisionInput, ClipVisionOutput>
+internal sealed class ClipVisionTransformer : torch.nn.Module<ClipVisionInput, ClipVisionOutput>
 {
     [ComponentName(Name = "embeddings")]
     private readonly ClipVisionEmbeddings _embeddings;

@@ -67,7 +67,7 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     public string HookPrefix { get; }
 
     /// <summary>HF <c>vision_model</c>: embeddings, <c>pre_layrnorm</c>, encoder, <c>post_layernorm</c>.</summary>
-    public ClipVisionTransformer VisionModel => _visionModel;
+    internal ClipVisionTransformer VisionModel => _visionModel;
 
     /// <summary>Runs the vision tower.</summary>
     public override ClipVisionOutput forward(ClipVisionInput input)

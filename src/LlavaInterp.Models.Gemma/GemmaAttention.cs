@@ -23,7 +23,7 @@ namespace LlavaInterp.Models.Gemma;
 /// <c>hook_pattern</c> [batch, heads, pos, past+pos]; <c>hook_z</c> [batch, pos, heads, head_dim] (pattern·V, before
 /// <c>o_proj</c>).
 /// </remarks>
-public sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tensor>
+internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tensor>
 {
     [ComponentName(Name = "q_proj")]
     private readonly Linear _qProj;

@@ -16,7 +16,7 @@ namespace LlavaInterp.Models.Gemma;
 /// <c>hook_attn_out</c> (after <c>o_proj</c>), <c>hook_resid_mid</c> (resid_pre + attn_out), <c>hook_mlp_out</c>,
 /// <c>hook_resid_post</c> (layer output, HF's <c>layers[i]</c> output); the norms are <c>ln1</c>/<c>ln2</c>.
 /// </remarks>
-public sealed class GemmaDecoderLayer : nn.Module<Tensor, GemmaLayerContext, Tensor>
+internal sealed class GemmaDecoderLayer : nn.Module<Tensor, GemmaLayerContext, Tensor>
 {
     // Field order = hook execution order: RegisterComponents registers fields in declaration order and
     // named_modules below walks depth-first, so HookNames list this layer's hooks as they fire.

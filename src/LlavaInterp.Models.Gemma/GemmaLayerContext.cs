@@ -6,7 +6,7 @@ namespace LlavaInterp.Models.Gemma;
 /// What every decoder layer of one forward pass shares besides the hidden states: the RoPE tables, the additive
 /// attention mask and the KV cache. Built by <see cref="GemmaModel"/>; the tensors belong to that forward pass.
 /// </summary>
-public sealed class GemmaLayerContext
+internal sealed class GemmaLayerContext
 {
     internal GemmaLayerContext(Tensor cos, Tensor sin, Tensor? mask, GemmaKvCache? cache, long pastLength)
     {

@@ -16,7 +16,7 @@ namespace LlavaInterp.Models.Gemma;
 /// activation; <c>hook_pre_linear</c> [batch, pos, intermediate] = <c>up_proj(x)</c>; <c>hook_post</c>
 /// [batch, pos, intermediate] = <c>act(gate)·up</c>, the input of <c>down_proj</c>.
 /// </remarks>
-public sealed class GemmaMlp : nn.Module<Tensor, Tensor>
+internal sealed class GemmaMlp : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "gate_proj")]
     private readonly Linear _gateProj;

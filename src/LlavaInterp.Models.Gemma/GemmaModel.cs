@@ -76,13 +76,13 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
     public GemmaTokenEmbedding EmbedTokens => _embedTokens;
 
     /// <summary>The RoPE table generator (shared by all layers).</summary>
-    public GemmaRotaryEmbedding RotaryEmb => _rotaryEmb;
+    internal GemmaRotaryEmbedding RotaryEmb => _rotaryEmb;
 
     /// <summary><c>layers</c>.</summary>
-    public IReadOnlyList<GemmaDecoderLayer> Layers => _layerArray;
+    internal IReadOnlyList<GemmaDecoderLayer> Layers => _layerArray;
 
     /// <summary><c>norm</c> (TransformerLens <c>ln_final</c>).</summary>
-    public GemmaRmsNorm Norm => _norm;
+    internal GemmaRmsNorm Norm => _norm;
 
     /// <summary>
     /// HF <c>generate</c>'s default position ids for a 2-D attention mask: <c>cumsum(mask) - 1</c>, set to 1 where the

@@ -22,7 +22,7 @@ namespace LlavaInterp.Models.Gemma;
 /// TransformerLens with unfolded weights).</item>
 /// </list>
 /// </remarks>
-public sealed class GemmaRmsNorm : nn.Module<Tensor, Tensor>
+internal sealed class GemmaRmsNorm : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "weight")]
     private readonly Parameter _weight;

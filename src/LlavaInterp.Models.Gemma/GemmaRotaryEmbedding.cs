@@ -9,7 +9,7 @@ namespace LlavaInterp.Models.Gemma;
 /// <c>freqs = position · inv_freq</c>, <c>emb = cat(freqs, freqs)</c>, cos/sin in float32. The caller casts them to
 /// the model dtype. <c>inv_freq</c> is a non-persistent buffer: no state-dict key.
 /// </summary>
-public sealed class GemmaRotaryEmbedding : nn.Module<Tensor, (Tensor Cos, Tensor Sin)>
+internal sealed class GemmaRotaryEmbedding : nn.Module<Tensor, (Tensor Cos, Tensor Sin)>
 {
     // Named so that RegisterComponents (which TorchSharp also runs when the module is registered as a child)
     // recognises the non-persistent buffer registered below instead of adding the field as a persistent one.

@@ -21,15 +21,15 @@ public sealed partial class SparseAutoencoder
     /// <param name="options">Load options (dtype, device, …); release metadata is added to them.</param>
     /// <param name="hub">Hub settings; null reads them from the environment.</param>
     /// <param name="progress">Receives download progress.</param>
-    /// <param name="ct">Cancels downloads.</param>
+    /// <param name="cancellationToken">Cancels downloads.</param>
     /// <exception cref="ArgumentException">The argument names no folder, known release or repo id, or is a file.</exception>
     /// <exception cref="FileNotFoundException">A local folder has no <c>cfg.json</c>.</exception>
     /// <exception cref="HubException">A download fails.</exception>
     public static async Task<SparseAutoencoder> FromPretrainedAsync(
         string folderOrReleaseOrRepo, string? saeId = null, SaeLoadOptions? options = null, HubOptions? hub = null,
-        IProgress<HubDownloadProgress>? progress = null, CancellationToken ct = default)
+        IProgress<HubDownloadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        var location = await LocateAsync(folderOrReleaseOrRepo, saeId, hub, progress, ct).ConfigureAwait(false);
+        var location = await LocateAsync(folderOrReleaseOrRepo, saeId, hub, progress, cancellationToken).ConfigureAwait(false);
         var load = options ?? new SaeLoadOptions();
         if (location.Release is not null)
         {
@@ -48,12 +48,12 @@ public sealed partial class SparseAutoencoder
     /// <param name="saeId">The SAE id of a release, or the sub-folder of a repo.</param>
     /// <param name="hub">Hub settings; null reads them from the environment.</param>
     /// <param name="progress">Receives download progress.</param>
-    /// <param name="ct">Cancels downloads.</param>
+    /// <param name="cancellationToken">Cancels downloads.</param>
     /// <exception cref="ArgumentException">The argument names no folder, known release or repo id, or is a file.</exception>
     /// <exception cref="FileNotFoundException">A local folder has no <c>cfg.json</c>.</exception>
     public static async Task<SaeLocation> LocateAsync(
         string folderOrReleaseOrRepo, string? saeId = null, HubOptions? hub = null,
-        IProgress<HubDownloadProgress>? progress = null, CancellationToken ct = default)
+        IProgress<HubDownloadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(folderOrReleaseOrRepo);
         string spec = folderOrReleaseOrRepo;
@@ -94,7 +94,7 @@ public sealed partial class SparseAutoencoder
         {
             var entry = known.Get(id);
             string snapshot = await client.SnapshotAsync(
-                known.RepoId, [entry.FilePath(ConfigFileName), entry.FilePath(WeightsFileName)], progress: progress, ct: ct).ConfigureAwait(false);
+                known.RepoId, [entry.FilePath(ConfigFileName), entry.FilePath(WeightsFileName)], progress: progress, cancellationToken: cancellationToken).ConfigureAwait(false);
             return new SaeLocation(Path.Combine(snapshot, entry.Path), release, id);
         }
 
@@ -102,7 +102,7 @@ public sealed partial class SparseAutoencoder
         {
             string prefix = string.IsNullOrEmpty(saeId) ? string.Empty : saeId.TrimEnd('/') + "/";
             string snapshot = await client.SnapshotAsync(
-                spec, [prefix + ConfigFileName, prefix + WeightsFileName], progress: progress, ct: ct).ConfigureAwait(false);
+                spec, [prefix + ConfigFileName, prefix + WeightsFileName], progress: progress, cancellationToken: cancellationToken).ConfigureAwait(false);
             return new SaeLocation(prefix.Length == 0 ? snapshot : Path.Combine(snapshot, saeId!.TrimEnd('/')), null, null);
         }
 

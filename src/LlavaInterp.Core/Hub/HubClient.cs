@@ -128,15 +128,15 @@ public sealed partial class HubClient : IDisposable
     /// <param name="path">The file inside the repo, forward slashes.</param>
     /// <param name="revision">Branch, tag or commit hash; default <c>main</c>.</param>
     /// <param name="progress">Receives download progress; nothing is reported for cache hits.</param>
-    /// <param name="ct">Cancels the request or download; a cancelled download leaves only its <c>.incomplete</c> file.</param>
+    /// <param name="cancellationToken">Cancels the request or download; a cancelled download leaves only its <c>.incomplete</c> file.</param>
     /// <returns><c>{cache}/models--{owner}--{name}/snapshots/{commit}/{path}</c>.</returns>
     /// <exception cref="HubException">HTTP error, unusable server answer or incomplete download.</exception>
     /// <exception cref="HubOfflineException">Offline and the file is not cached.</exception>
     public async Task<string> DownloadFileAsync(
-        string repoId, string path, string? revision = null, IProgress<HubDownloadProgress>? progress = null, CancellationToken ct = default)
+        string repoId, string path, string? revision = null, IProgress<HubDownloadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         HubNames.ValidateRepoId(repoId);
-        var resolved = await ResolveFileAsync(repoId, path, HubNames.ValidateRevision(revision), optional: false, progress, ct).ConfigureAwait(false);
+        var resolved = await ResolveFileAsync(repoId, path, HubNames.ValidateRevision(revision), optional: false, progress, cancellationToken).ConfigureAwait(false);
         return resolved!.Value.Path;
     }
 
@@ -150,13 +150,13 @@ public sealed partial class HubClient : IDisposable
     /// <param name="patternsOrPaths">File paths and/or patterns; at least one.</param>
     /// <param name="revision">Branch, tag or commit hash; default <c>main</c>.</param>
     /// <param name="progress">Receives download progress.</param>
-    /// <param name="ct">Cancels the work.</param>
+    /// <param name="cancellationToken">Cancels the work.</param>
     /// <returns><c>{cache}/models--{owner}--{name}/snapshots/{commit}</c>.</returns>
     /// <exception cref="HubException">A listed file is missing remotely, or another Hub error.</exception>
     /// <exception cref="HubOfflineException">Offline and a listed file is not cached.</exception>
     public async Task<string> SnapshotAsync(
         string repoId, IEnumerable<string> patternsOrPaths, string? revision = null,
-        IProgress<HubDownloadProgress>? progress = null, CancellationToken ct = default)
+        IProgress<HubDownloadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         HubNames.ValidateRepoId(repoId);
         ArgumentNullException.ThrowIfNull(patternsOrPaths);
@@ -177,14 +177,14 @@ public sealed partial class HubClient : IDisposable
         string? commit = null;
         if (patterns.Count > 0)
         {
-            (commit, var listing) = await ListRepoFilesAsync(repoId, rev, ct).ConfigureAwait(false);
+            (commit, var listing) = await ListRepoFilesAsync(repoId, rev, cancellationToken).ConfigureAwait(false);
             var globs = patterns.Select(HubNames.ToGlob).ToList();
             files.AddRange(listing.Where(f => globs.Any(g => g.IsMatch(f))));
         }
 
         foreach (string f in files.Distinct(StringComparer.Ordinal))
         {
-            var r = await ResolveFileAsync(repoId, f, commit ?? rev, optional: false, progress, ct).ConfigureAwait(false);
+            var r = await ResolveFileAsync(repoId, f, commit ?? rev, optional: false, progress, cancellationToken).ConfigureAwait(false);
             commit ??= r!.Value.Commit;
         }
 
@@ -203,34 +203,34 @@ public sealed partial class HubClient : IDisposable
     /// <param name="repoId">The repo id.</param>
     /// <param name="revision">Branch, tag or commit hash; default <c>main</c>.</param>
     /// <param name="progress">Receives download progress.</param>
-    /// <param name="ct">Cancels the work.</param>
+    /// <param name="cancellationToken">Cancels the work.</param>
     /// <returns>The snapshot folder.</returns>
     /// <exception cref="HubException">A required file is missing or another Hub error.</exception>
     /// <exception cref="HubOfflineException">Offline and a required file is not cached.</exception>
     /// <exception cref="TensorFileException">The shard index is malformed.</exception>
     public async Task<string> DownloadModelAsync(
-        string repoId, string? revision = null, IProgress<HubDownloadProgress>? progress = null, CancellationToken ct = default)
+        string repoId, string? revision = null, IProgress<HubDownloadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         HubNames.ValidateRepoId(repoId);
         string rev = HubNames.ValidateRevision(revision);
-        var config = await ResolveFileAsync(repoId, "config.json", rev, optional: false, progress, ct).ConfigureAwait(false);
+        var config = await ResolveFileAsync(repoId, "config.json", rev, optional: false, progress, cancellationToken).ConfigureAwait(false);
         string commit = config!.Value.Commit;
         foreach (string f in OptionalModelFiles)
         {
-            await ResolveFileAsync(repoId, f, commit, optional: true, progress, ct).ConfigureAwait(false);
+            await ResolveFileAsync(repoId, f, commit, optional: true, progress, cancellationToken).ConfigureAwait(false);
         }
 
-        var index = await ResolveFileAsync(repoId, "model.safetensors.index.json", commit, optional: true, progress, ct).ConfigureAwait(false);
+        var index = await ResolveFileAsync(repoId, "model.safetensors.index.json", commit, optional: true, progress, cancellationToken).ConfigureAwait(false);
         if (index is { } idx)
         {
             foreach (string shard in ReadShardNames(idx.Path))
             {
-                await ResolveFileAsync(repoId, shard, commit, optional: false, progress, ct).ConfigureAwait(false);
+                await ResolveFileAsync(repoId, shard, commit, optional: false, progress, cancellationToken).ConfigureAwait(false);
             }
         }
         else
         {
-            await ResolveFileAsync(repoId, "model.safetensors", commit, optional: false, progress, ct).ConfigureAwait(false);
+            await ResolveFileAsync(repoId, "model.safetensors", commit, optional: false, progress, cancellationToken).ConfigureAwait(false);
         }
 
         return Path.Combine(GetRepoCacheDir(repoId), "snapshots", commit);
@@ -243,11 +243,11 @@ public sealed partial class HubClient : IDisposable
     /// <param name="pathOrRepoId">A local path or a repo id.</param>
     /// <param name="revision">Branch, tag or commit hash for a repo id; default <c>main</c>.</param>
     /// <param name="progress">Receives download progress.</param>
-    /// <param name="ct">Cancels the work.</param>
+    /// <param name="cancellationToken">Cancels the work.</param>
     /// <returns>A local path.</returns>
     /// <exception cref="DirectoryNotFoundException">Neither an existing path nor a repo id.</exception>
     public async Task<string> ResolveAsync(
-        string pathOrRepoId, string? revision = null, IProgress<HubDownloadProgress>? progress = null, CancellationToken ct = default)
+        string pathOrRepoId, string? revision = null, IProgress<HubDownloadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(pathOrRepoId);
         if (Directory.Exists(pathOrRepoId) || File.Exists(pathOrRepoId))
@@ -257,7 +257,7 @@ public sealed partial class HubClient : IDisposable
 
         if (LooksLikeRepoId(pathOrRepoId))
         {
-            return await DownloadModelAsync(pathOrRepoId, revision, progress, ct).ConfigureAwait(false);
+            return await DownloadModelAsync(pathOrRepoId, revision, progress, cancellationToken).ConfigureAwait(false);
         }
 
         throw new DirectoryNotFoundException(

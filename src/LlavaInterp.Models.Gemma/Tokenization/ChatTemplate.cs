@@ -1,5 +1,5 @@
-using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace LlavaInterp.Models.Gemma;
 
@@ -15,7 +15,7 @@ namespace LlavaInterp.Models.Gemma;
 /// condition, <c>{{ 'literal' }}</c> vs plain text, comments). Templates that differ only in such spelling render
 /// the same text and are accepted; any other difference is rejected.
 /// </remarks>
-public static class ChatTemplate
+public static partial class ChatTemplate
 {
     /// <summary>Gemma's chat template as published with Gemma-1 / Gemma-2 instruction-tuned checkpoints.</summary>
     public const string GemmaTemplate =
@@ -26,15 +26,13 @@ public static class ChatTemplate
         + "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
         + "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
 
-    private static readonly Lazy<List<Node>> GemmaCanonical = new(() => Canonicalise(GemmaTemplate)
-        ?? throw new InvalidOperationException("the built-in Gemma template does not parse."));
+    private static readonly Lazy<List<string>> GemmaCanonical = new(() => Canonicalise(GemmaTemplate));
 
     /// <summary>Whether <paramref name="template"/> renders like Gemma's chat template.</summary>
     public static bool IsGemmaTemplate(string template)
     {
         ArgumentNullException.ThrowIfNull(template);
-        var nodes = Canonicalise(template);
-        return nodes is not null && nodes.SequenceEqual(GemmaCanonical.Value);
+        return Canonicalise(template).SequenceEqual(GemmaCanonical.Value);
     }
 
     /// <summary>Returns the chat format a template implements.</summary>
@@ -58,126 +56,71 @@ public static class ChatTemplate
         return new GemmaChatFormat(bosToken);
     }
 
-    private enum NodeKind
+    // A tag: {{ expression }}, {% statement %} or {# comment #}; quoted strings inside may hold the closing braces.
+    // A '{{' or '{%' that never closes is left as text, which no Gemma template has, so it cannot be taken for one.
+    [GeneratedRegex("""\{(?:(?<kind>\{)(?<body>(?:'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|[^'"}]|\}(?!\}))*)\}\}|(?<kind>%)(?<body>(?:'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|[^'"%]|%(?!\}))*)%\}|(?<kind>\#)(?<body>[\s\S]*?)\#\})""")]
+    private static partial Regex TagPattern();
+
+    // Tokens of a tag body: string literals, names and numbers, two-character operators, any other single character.
+    [GeneratedRegex("""(?<str>'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")|\w+(?:\.[0-9]+)?|==|!=|<=|>=|//|\*\*|\S""")]
+    private static partial Regex TokenPattern();
+
+    private sealed record Tag(char Kind, string Body, bool TrimLeft, bool TrimRight, bool KeepLeft, bool KeepRight);
+
+    private readonly record struct Token(string Text, bool IsString)
     {
-        Text,
-        Expression,
-        Statement,
+        public bool IsWord => !IsString && (char.IsLetterOrDigit(Text[0]) || Text[0] == '_');
+
+        public bool Is(string op) => !IsString && Text == op;
     }
 
-    private readonly record struct Node(NodeKind Kind, string Value);
-
-    private enum TagKind
+    /// <summary>
+    /// Reduces a template to what it renders around each tag plus a canonical spelling of each tag: text entries
+    /// start with <c>T</c>, expressions with <c>E</c>, statements with <c>S</c>.
+    /// </summary>
+    private static List<string> Canonicalise(string template)
     {
-        Expression,
-        Statement,
-        Comment,
-    }
-
-    private sealed class RawTag
-    {
-        public TagKind Kind { get; init; }
-
-        public string Body { get; init; } = "";
-
-        public bool TrimLeft { get; init; }
-
-        public bool TrimRight { get; init; }
-
-        public bool KeepLeft { get; init; }
-
-        public bool KeepRight { get; init; }
-    }
-
-    /// <summary>Reduces a template to canonical nodes, or null when it is not a well-formed template.</summary>
-    private static List<Node>? Canonicalise(string template)
-    {
-        // 1. Split into text and tags.
+        // 1. Alternate text and tags: parts[even] is text, parts[odd] a tag.
         var parts = new List<object>();
-        var text = new StringBuilder();
-        int i = 0;
-        while (i < template.Length)
+        int at = 0;
+        foreach (Match m in TagPattern().Matches(template))
         {
-            if (template[i] == '{' && i + 1 < template.Length && template[i + 1] is '{' or '%' or '#')
-            {
-                char open = template[i + 1];
-                var kind = open == '{' ? TagKind.Expression : open == '%' ? TagKind.Statement : TagKind.Comment;
-                char close = open == '{' ? '}' : open;
-                int bodyStart = i + 2;
-                int end = FindTagEnd(template, bodyStart, close, kind == TagKind.Comment);
-                if (end < 0)
-                {
-                    return null;
-                }
-
-                string body = template[bodyStart..end];
-                bool trimLeft = body.StartsWith('-');
-                bool keepLeft = body.StartsWith('+');
-                bool trimRight = body.EndsWith('-');
-                bool keepRight = body.EndsWith('+');
-                if (trimLeft || keepLeft)
-                {
-                    body = body[1..];
-                }
-
-                if ((trimRight || keepRight) && body.Length > 0)
-                {
-                    body = body[..^1];
-                }
-
-                parts.Add(text.ToString());
-                text.Clear();
-                parts.Add(new RawTag { Kind = kind, Body = body, TrimLeft = trimLeft, TrimRight = trimRight, KeepLeft = keepLeft, KeepRight = keepRight });
-                i = end + 2;
-                continue;
-            }
-
-            text.Append(template[i]);
-            i++;
+            parts.Add(template[at..m.Index]);
+            string b = m.Groups["body"].Value;
+            bool trimLeft = b.StartsWith('-'), keepLeft = b.StartsWith('+');
+            b = trimLeft || keepLeft ? b[1..] : b;
+            bool trimRight = b.EndsWith('-'), keepRight = b.EndsWith('+');
+            b = trimRight || keepRight ? b[..^1] : b;
+            parts.Add(new Tag(m.Groups["kind"].Value[0], b, trimLeft, trimRight, keepLeft, keepRight));
+            at = m.Index + m.Length;
         }
 
-        parts.Add(text.ToString());
+        parts.Add(template[at..]);
 
-        // 2. Whitespace: '-' control, lstrip_blocks, trim_blocks, and Jinja dropping one final newline.
-        //    lstrip_blocks looks at the source line, so decide it before any text is trimmed.
+        // 2. Whitespace as Hugging Face's Jinja renders it: '-' control, lstrip_blocks, trim_blocks, and one final
+        //    newline dropped. lstrip_blocks looks at the source line, so it is decided before any text is trimmed.
         var lstrip = new bool[parts.Count];
         for (int p = 1; p < parts.Count; p += 2)
         {
-            var tag = (RawTag)parts[p];
+            var tag = (Tag)parts[p];
             string before = (string)parts[p - 1];
             int lineStart = before.LastIndexOf('\n') + 1;
-            lstrip[p] = tag.Kind != TagKind.Expression && !tag.TrimLeft && !tag.KeepLeft
-                && (lineStart > 0 || p == 1) && before.AsSpan(lineStart).TrimStart(" \t").IsEmpty;
+            lstrip[p] = tag.Kind != '{' && !tag.TrimLeft && !tag.KeepLeft && (lineStart > 0 || p == 1)
+                && before.AsSpan(lineStart).TrimStart(" \t").IsEmpty;
         }
 
         for (int p = 1; p < parts.Count; p += 2)
         {
-            var tag = (RawTag)parts[p];
-            string before = (string)parts[p - 1];
-            string after = (string)parts[p + 1];
-            if (tag.TrimLeft)
-            {
-                before = before.TrimEnd();
-            }
-            else if (lstrip[p])
-            {
-                before = before[..(before.LastIndexOf('\n') + 1)];
-            }
-
+            var tag = (Tag)parts[p];
+            string before = (string)parts[p - 1], after = (string)parts[p + 1];
+            before = tag.TrimLeft ? before.TrimEnd() : lstrip[p] ? before[..(before.LastIndexOf('\n') + 1)] : before;
             if (tag.TrimRight)
             {
                 after = after.TrimStart();
             }
-            else if (tag.Kind != TagKind.Expression && !tag.KeepRight)
+            else if (tag.Kind != '{' && !tag.KeepRight)
             {
-                if (after.StartsWith("\r\n", StringComparison.Ordinal))
-                {
-                    after = after[2..];
-                }
-                else if (after.StartsWith('\n'))
-                {
-                    after = after[1..];
-                }
+                after = after.StartsWith("\r\n", StringComparison.Ordinal) ? after[2..] : after.StartsWith('\n') ? after[1..] : after;
             }
 
             parts[p - 1] = before;
@@ -185,172 +128,66 @@ public static class ChatTemplate
         }
 
         string last = (string)parts[^1];
-        if (last.EndsWith('\n'))
-        {
-            parts[^1] = last.EndsWith("\r\n", StringComparison.Ordinal) ? last[..^2] : last[..^1];
-        }
+        parts[^1] = last.EndsWith("\r\n", StringComparison.Ordinal) ? last[..^2] : last.EndsWith('\n') ? last[..^1] : last;
 
-        // 3. Canonical nodes; adjacent text merged.
-        var nodes = new List<Node>();
-        var pending = new StringBuilder();
-        for (int p = 0; p < parts.Count; p++)
+        // 3. Canonical entries; a {{ 'literal' }} is text, and adjacent text is merged.
+        var entries = new List<string>();
+        var text = new StringBuilder();
+        foreach (object part in parts)
         {
-            if (parts[p] is string s)
+            if (part is string s)
             {
-                pending.Append(s);
+                text.Append(s);
                 continue;
             }
 
-            var tag = (RawTag)parts[p];
-            if (tag.Kind == TagKind.Comment)
+            var tag = (Tag)part;
+            if (tag.Kind == '#')
             {
                 continue;
             }
 
-            var tokens = Lex(tag.Body);
-            if (tokens is null)
+            var tokens = TokenPattern().Matches(tag.Body)
+                .Select(t => t.Groups["str"].Success ? new Token(Unquote(t.Value), true) : new Token(t.Value, false))
+                .ToList();
+            if (tag.Kind == '{' && tokens is [{ IsString: true } literal])
             {
-                return null;
-            }
-
-            if (tag.Kind == TagKind.Expression && tokens.Count == 1 && tokens[0].IsString)
-            {
-                pending.Append(tokens[0].Text);
+                text.Append(literal.Text);
                 continue;
             }
 
-            if (pending.Length > 0)
+            if (text.Length > 0)
             {
-                nodes.Add(new Node(NodeKind.Text, pending.ToString()));
-                pending.Clear();
+                entries.Add("T" + text);
+                text.Clear();
             }
 
-            nodes.Add(new Node(tag.Kind == TagKind.Expression ? NodeKind.Expression : NodeKind.Statement, Serialise(Simplify(tokens))));
+            entries.Add((tag.Kind == '{' ? "E" : "S") + Serialise(Simplify(tokens)));
         }
 
-        if (pending.Length > 0)
+        if (text.Length > 0)
         {
-            nodes.Add(new Node(NodeKind.Text, pending.ToString()));
+            entries.Add("T" + text);
         }
 
-        return nodes;
+        return entries;
     }
 
-    private static int FindTagEnd(string template, int from, char close, bool isComment)
+    private static string Unquote(string literal)
     {
-        char quote = '\0';
-        for (int j = from; j + 1 < template.Length; j++)
+        var value = new StringBuilder();
+        for (int j = 1; j < literal.Length - 1; j++)
         {
-            char c = template[j];
-            if (quote != '\0')
+            char c = literal[j];
+            if (c == '\\')
             {
-                if (c == '\\')
-                {
-                    j++;
-                }
-                else if (c == quote)
-                {
-                    quote = '\0';
-                }
-
-                continue;
+                c = literal[++j] switch { 'n' => '\n', 't' => '\t', 'r' => '\r', char other => other };
             }
 
-            if (!isComment && c is '\'' or '"')
-            {
-                quote = c;
-                continue;
-            }
-
-            if (c == close && template[j + 1] == '}')
-            {
-                return j;
-            }
+            value.Append(c);
         }
 
-        return -1;
-    }
-
-    private readonly record struct Token(string Text, bool IsString, bool IsWord);
-
-    private static readonly string[] MultiCharOperators = ["==", "!=", "<=", ">=", "//", "**"];
-
-    private static List<Token>? Lex(string body)
-    {
-        var tokens = new List<Token>();
-        int i = 0;
-        while (i < body.Length)
-        {
-            char c = body[i];
-            if (char.IsWhiteSpace(c))
-            {
-                i++;
-                continue;
-            }
-
-            if (c is '\'' or '"')
-            {
-                var value = new StringBuilder();
-                int j = i + 1;
-                bool closed = false;
-                while (j < body.Length)
-                {
-                    char d = body[j];
-                    if (d == c)
-                    {
-                        closed = true;
-                        break;
-                    }
-
-                    if (d == '\\' && j + 1 < body.Length)
-                    {
-                        j++;
-                        value.Append(body[j] switch
-                        {
-                            'n' => '\n',
-                            't' => '\t',
-                            'r' => '\r',
-                            _ => body[j],
-                        });
-                    }
-                    else
-                    {
-                        value.Append(d);
-                    }
-
-                    j++;
-                }
-
-                if (!closed)
-                {
-                    return null;
-                }
-
-                tokens.Add(new Token(value.ToString(), IsString: true, IsWord: false));
-                i = j + 1;
-                continue;
-            }
-
-            if (char.IsLetterOrDigit(c) || c == '_')
-            {
-                int j = i;
-                while (j < body.Length && (char.IsLetterOrDigit(body[j]) || body[j] == '_' || (body[j] == '.' && char.IsDigit(c))))
-                {
-                    j++;
-                }
-
-                tokens.Add(new Token(body[i..j], IsString: false, IsWord: true));
-                i = j;
-                continue;
-            }
-
-            string? op = MultiCharOperators.FirstOrDefault(o => string.CompareOrdinal(body, i, o, 0, o.Length) == 0);
-            op ??= c.ToString();
-            tokens.Add(new Token(op, IsString: false, IsWord: false));
-            i += op.Length;
-        }
-
-        return tokens;
+        return value.ToString();
     }
 
     /// <summary>Spelling-only rewrites: <c>x['name']</c> → <c>x.name</c>; <c>if (cond)</c> → <c>if cond</c>.</summary>
@@ -359,12 +196,11 @@ public static class ChatTemplate
         var result = new List<Token>(tokens.Count);
         for (int i = 0; i < tokens.Count; i++)
         {
-            if (tokens[i].Text == "[" && !tokens[i].IsString && i + 2 < tokens.Count && tokens[i + 1].IsString
-                && tokens[i + 2].Text == "]" && !tokens[i + 2].IsString && IsIdentifier(tokens[i + 1].Text)
-                && result.Count > 0 && !result[^1].IsString && (result[^1].IsWord || result[^1].Text is ")" or "]"))
+            if (tokens[i].Is("[") && i + 2 < tokens.Count && tokens[i + 1].IsString && tokens[i + 2].Is("]")
+                && IsIdentifier(tokens[i + 1].Text) && result.Count > 0 && (result[^1].IsWord || result[^1].Is(")") || result[^1].Is("]")))
             {
-                result.Add(new Token(".", false, false));
-                result.Add(new Token(tokens[i + 1].Text, IsString: false, IsWord: true));
+                result.Add(new Token(".", false));
+                result.Add(new Token(tokens[i + 1].Text, false));
                 i += 2;
                 continue;
             }
@@ -372,8 +208,7 @@ public static class ChatTemplate
             result.Add(tokens[i]);
         }
 
-        if (result.Count >= 3 && result[0].IsWord && result[0].Text is "if" or "elif"
-            && result[1].Text == "(" && !result[1].IsString && result[^1].Text == ")" && !result[^1].IsString
+        if (result.Count >= 3 && (result[0].Is("if") || result[0].Is("elif")) && result[1].Is("(") && result[^1].Is(")")
             && MatchingParen(result, 1) == result.Count - 1)
         {
             result.RemoveAt(result.Count - 1);
@@ -388,16 +223,8 @@ public static class ChatTemplate
         int depth = 0;
         for (int i = open; i < tokens.Count; i++)
         {
-            if (tokens[i].IsString)
-            {
-                continue;
-            }
-
-            if (tokens[i].Text == "(")
-            {
-                depth++;
-            }
-            else if (tokens[i].Text == ")" && --depth == 0)
+            depth += tokens[i].Is("(") ? 1 : tokens[i].Is(")") ? -1 : 0;
+            if (depth == 0)
             {
                 return i;
             }
@@ -414,34 +241,15 @@ public static class ChatTemplate
         var sb = new StringBuilder();
         for (int i = 0; i < tokens.Count; i++)
         {
-            var token = tokens[i];
-            if (i > 0 && token.IsWord && tokens[i - 1].IsWord)
+            if (i > 0 && tokens[i].IsWord && tokens[i - 1].IsWord)
             {
                 sb.Append(' ');
             }
 
-            if (token.IsString)
-            {
-                sb.Append('\'');
-                foreach (char c in token.Text)
-                {
-                    sb.Append(c switch
-                    {
-                        '\\' => "\\\\",
-                        '\'' => "\\'",
-                        '\n' => "\\n",
-                        '\t' => "\\t",
-                        '\r' => "\\r",
-                        _ => c.ToString(CultureInfo.InvariantCulture),
-                    });
-                }
-
-                sb.Append('\'');
-            }
-            else
-            {
-                sb.Append(token.Text);
-            }
+            sb.Append(tokens[i].IsString
+                ? "'" + tokens[i].Text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "\\'", StringComparison.Ordinal)
+                    .Replace("\n", "\\n", StringComparison.Ordinal).Replace("\t", "\\t", StringComparison.Ordinal).Replace("\r", "\\r", StringComparison.Ordinal) + "'"
+                : tokens[i].Text);
         }
 
         return sb.ToString();

@@ -331,7 +331,7 @@ public sealed class HubClientTests : IDisposable
         server.Faults[name] = HubFault.Stall;
         using var cts = new CancellationTokenSource();
 
-        var download = client.DownloadFileAsync(Repo, name, ct: cts.Token);
+        var download = client.DownloadFileAsync(Repo, name, cancellationToken: cts.Token);
         await server.StallReached.Task.WaitAsync(TimeSpan.FromSeconds(10));
         cts.Cancel();
 
