@@ -55,8 +55,7 @@ public static class FeatureAnalysisSample
             foreach (var image in images)
             {
                 using var features = analyzer.Encode(prompt, [image], raw, ct);
-                using var perFeature = features.Aggregate(positions, aggregation);
-                var top = analyzer.Rank(perFeature, topK);
+                var top = CliArgs.Usage(() => analyzer.Top(features, topK, positions, aggregation));
                 results.Add(new FeatureResult(image, [image], false, top));
 
                 // 3. Optionally: where on the image the top feature fires.

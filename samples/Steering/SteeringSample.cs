@@ -56,7 +56,7 @@ public static class SteeringSample
             using var prompted = Sources.ProcessorOf(model).Prepare(prompt, [image], raw);
 
             // The feature to remove: given, or the strongest one at the last prompt token, where the answer starts.
-            int f = feature ?? TopFeature(CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations)), prompt, image, raw, ct);
+            int f = feature ?? CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations)).TopFeature(prompted, PromptPositions.Last, ct: ct).Index;
             var positions = positionsArg switch
             {
                 "all" => PositionSelector.All,
@@ -90,13 +90,6 @@ public static class SteeringSample
                 ? v
                 : throw new CliUsageException($"--alphas expects numbers separated by commas, got '{s}'."))
             .ToArray() is { Length: > 0 } list ? list : throw new CliUsageException("--alphas needs at least one number.");
-
-    private static int TopFeature(FeatureAnalyzer analyzer, string prompt, string image, bool raw, CancellationToken ct)
-    {
-        using var features = analyzer.Encode(prompt, [image], raw, ct);
-        using var perFeature = features.Aggregate(PromptPositions.Last, FeatureAggregation.Sum);
-        return analyzer.Rank(perFeature, 1)[0].Index;
-    }
 
     private static IReadOnlyList<string> Row(string alpha, GenerationResult result) => [alpha, FeatureReport.Visible(result.Text)];
 }
