@@ -37,7 +37,7 @@ public static class DemoCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string> { "image" });
+        var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "out", "feature", "alpha", "max-new-tokens", "explanations" });
         string? modelArg = a.Optional("model");
         string? saeArg = a.Optional("sae");
         string outDir = a.Optional("out") ?? Path.Combine("out", "demo");
@@ -46,7 +46,6 @@ public static class DemoCommand
         double alpha = a.Double("alpha") ?? -4.0;
         int maxNew = CommandInputs.AtLeast(a.Int("max-new-tokens"), 12, 1, "--max-new-tokens");
         string? explanationsSpec = a.Optional("explanations");
-        a.RejectUnknown();
 
         // Only one of --model/--sae given for a real checkpoint: the other is the research's counterpart.
         var (modelPath, saePath) = TinyModel.Choose(modelArg, saeArg);

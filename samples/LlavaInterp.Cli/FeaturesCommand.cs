@@ -39,7 +39,7 @@ public static class FeaturesCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "explanations", "image-dir", "per-class", "prompt", "top-k", "positions", "aggregate", "exclude-dense", "heatmap", "feature", "dtype" });
         string modelPath = a.Required("model");
         string saePath = a.Required("sae");
         string? explanationsSpec = a.Optional("explanations");
@@ -56,7 +56,6 @@ public static class FeaturesCommand
         int? heatmapFeature = a.Int("feature");
         bool json = a.Flag("json");
         var dtype = Sources.ParseDType(a.Optional("dtype"));
-        a.RejectUnknown();
 
         if ((images.Count > 0) == (imageDir is not null))
         {

@@ -30,7 +30,7 @@ public static class SteeringSample
                 return 0;
             }
 
-            var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string>());
+            var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string>(), new HashSet<string> { "model", "sae", "image", "prompt", "feature", "alphas", "max-new-tokens", "positions" });
             var (modelPath, saePath) = TinyModel.Choose(a.Optional("model"), a.Optional("sae"));
             string image = a.Optional("image") ?? TinyModel.Image("gradient_rgb");
             string prompt = a.Optional("prompt") ?? "Describe the image.";
@@ -39,7 +39,6 @@ public static class SteeringSample
             var alphas = ParseAlphas(a.Optional("alphas") ?? "-2,-3,-4,-5,-6,-7");
             int maxNew = a.Int("max-new-tokens") ?? 40;
             string positionsArg = a.Optional("positions") ?? "all";
-            a.RejectUnknown();
             if (!File.Exists(image))
             {
                 throw new CliUsageException($"image '{image}' not found.");
