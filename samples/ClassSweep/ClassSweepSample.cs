@@ -39,7 +39,7 @@ public static class ClassSweepSample
                 return 0;
             }
 
-            var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string>());
+            var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string>(), new HashSet<string> { "image-dir", "out", "per-class", "top-k", "exclude-dense", "model", "sae", "explanations", "prompt", "positions", "aggregate" });
             string imageDir = a.Required("image-dir");
             string outDir = a.Required("out");
             int perClass = a.Int("per-class") ?? 5;
@@ -50,7 +50,6 @@ public static class ClassSweepSample
             string prompt = a.Optional("prompt") ?? "Describe the image.";
             var positions = CliArgs.Usage(() => PromptPositions.Parse(a.Optional("positions")));
             var aggregation = CliArgs.Usage(() => Aggregations.Parse(a.Optional("aggregate")));
-            a.RejectUnknown();
             if (topK < 1 || !(maxDensity >= 0 && maxDensity <= 1))
             {
                 throw new CliUsageException("--top-k must be at least 1 and --exclude-dense a fraction between 0 and 1.");

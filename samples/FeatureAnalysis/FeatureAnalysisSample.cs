@@ -27,7 +27,7 @@ public static class FeatureAnalysisSample
                 return 0;
             }
 
-            var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string> { "image" });
+            var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "explanations", "prompt", "top-k", "positions", "aggregate", "heatmap" });
             var (modelPath, saePath) = TinyModel.Choose(a.Optional("model"), a.Optional("sae"));
             string? explanationsArg = a.Optional("explanations");
             var images = a.All("image") is { Count: > 0 } given ? given : TinyModel.Images;
@@ -37,7 +37,6 @@ public static class FeatureAnalysisSample
             var positions = CliArgs.Usage(() => PromptPositions.Parse(a.Optional("positions")));
             var aggregation = CliArgs.Usage(() => Aggregations.Parse(a.Optional("aggregate")));
             string? heatmapDir = a.Optional("heatmap");
-            a.RejectUnknown();
             if (TinyModel.IsTiny(modelPath))
             {
                 stdout.WriteLine(TinyModel.Notice);
@@ -55,8 +54,7 @@ public static class FeatureAnalysisSample
             foreach (var image in images)
             {
                 using var features = analyzer.Encode(prompt, [image], raw, ct);
-                using var perFeature = features.Aggregate(positions, aggregation);
-                var top = analyzer.Rank(perFeature, topK);
+                var top = CliArgs.Usage(() => analyzer.Top(features, topK, positions, aggregation));
                 results.Add(new FeatureResult(image, [image], false, top));
 
                 // 3. Optionally: where on the image the top feature fires.

@@ -34,7 +34,7 @@ public static class CacheCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string> { "image", "hooks" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string> { "image", "hooks" }, new HashSet<string> { "model", "prompt", "out", "stop-at-layer", "dtype" });
         string modelPath = a.Required("model");
         string prompt = a.Required("prompt");
         string outPath = a.Required("out");
@@ -43,7 +43,6 @@ public static class CacheCommand
         var hookPatterns = a.All("hooks");
         int? stopAtLayer = a.Int("stop-at-layer");
         var dtype = Sources.ParseDType(a.Optional("dtype"));
-        a.RejectUnknown();
 
         CommandInputs.ExistingImages(images);
         CommandInputs.OutputFile(outPath, "--out");

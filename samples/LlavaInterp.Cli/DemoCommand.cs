@@ -37,7 +37,7 @@ public static class DemoCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string> { "image" });
+        var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "out", "feature", "alpha", "max-new-tokens", "explanations" });
         string? modelArg = a.Optional("model");
         string? saeArg = a.Optional("sae");
         string outDir = a.Optional("out") ?? Path.Combine("out", "demo");
@@ -46,7 +46,6 @@ public static class DemoCommand
         double alpha = a.Double("alpha") ?? -4.0;
         int maxNew = CommandInputs.AtLeast(a.Int("max-new-tokens"), 12, 1, "--max-new-tokens");
         string? explanationsSpec = a.Optional("explanations");
-        a.RejectUnknown();
 
         // Only one of --model/--sae given for a real checkpoint: the other is the research's counterpart.
         var (modelPath, saePath) = TinyModel.Choose(modelArg, saeArg);
@@ -77,79 +76,61 @@ public static class DemoCommand
         const string prompt = FeaturesCommand.DefaultPrompt;
         stdout.WriteLine($"1. Top features for \"{prompt}\" (activations summed over the image tokens)");
         var results = new List<FeatureResult>();
-        PromptFeatures? first = null;
-        try
+
+        // The first image is prepared once: its activations give the heatmap and the steering feature, and the same
+        // prepared prompt is generated from, so it is decoded once.
+        using var prepared = Sources.ProcessorOf(model).Prepare(prompt, [imageList[0]], raw: false);
+        using var first = analyzer.Encode(prepared, ct);
+        results.Add(new FeatureResult(imageList[0], [imageList[0]], false, analyzer.Top(first, 5, PromptPositions.Image)));
+        foreach (var image in imageList.Skip(1))
         {
-            foreach (var image in imageList)
-            {
-                var features = analyzer.Encode(prompt, [image], raw: false, ct);
-                using var aggregate = features.Aggregate(PromptPositions.Image, FeatureAggregation.Sum);
-                results.Add(new FeatureResult(image, [image], false, analyzer.Rank(aggregate, 5)));
-                if (first is null)
-                {
-                    first = features;
-                }
-                else
-                {
-                    features.Dispose();
-                }
-            }
-
-            FeatureReport.WriteTable(stdout, results);
-            stdout.WriteLine();
-
-            // 2. Heatmap of the chosen feature over the first image.
-            int f = feature ?? results[0].Features[0].Index;
-            if (f < 0 || f >= sae.Sae.DSae)
-            {
-                throw new CliUsageException($"--feature {f} is out of range: the SAE has {sae.Sae.DSae} features.");
-            }
-
-            Directory.CreateDirectory(outDir);
-            string heatmap = Path.Combine(outDir, $"heatmap_{Path.GetFileNameWithoutExtension(imageList[0])}_feature_{f}.png");
-            first!.RenderHeatmap(f, heatmap);
-            string description = analyzer.Describe(f) is { } d ? $" ({d})" : string.Empty;
-            stdout.WriteLine($"2. Where feature {f}{description} fires on {Path.GetFileName(imageList[0])}: {heatmap}");
-            stdout.WriteLine();
-
-            // 3. Steering: the same greedy generation with and without alpha × a feature's decoder direction. The feature is
-            // the strongest one at the last prompt token, where the answer starts (the image-token top feature is often
-            // dense, e.g. "colors", and barely moves the next token).
-            int steerFeature = feature ?? LastTokenTopFeature(analyzer, first!);
-            string steerAbout = analyzer.Describe(steerFeature) is { } sd ? $" ({sd})" : string.Empty;
-            stdout.WriteLine($"3. Generation for {Path.GetFileName(imageList[0])}, plain and with {alpha.ToString(CultureInfo.InvariantCulture)} × the decoder direction of feature {steerFeature}{steerAbout}"
-                + $"{(feature is null ? ", the top feature at the last prompt token," : string.Empty)} added at every position (greedy, {maxNew} tokens)");
-            var options = new GenerationOptions { MaxNewTokens = maxNew };
-            using var prepared = Sources.ProcessorOf(model).Prepare(prompt, [imageList[0]], raw: false);
-            var plain = model.Generate(prepared, options, ct);
-            GenerationResult steered;
-            using (model.Hooks(Steering.AddFeature(sae.Sae, steerFeature, alpha)))
-            {
-                steered = model.Generate(prepared, options, ct);
-            }
-
-            ConsoleTable.Write(stdout, ["", "PLAIN", $"STEERED (feature {steerFeature} × {alpha.ToString(CultureInfo.InvariantCulture)})"],
-            [
-                ["text", FeatureReport.Visible(plain.Text), FeatureReport.Visible(steered.Text)],
-                ["tokens", string.Join(" ", plain.Tokens), string.Join(" ", steered.Tokens)],
-            ]);
-            if (tiny)
-            {
-                stdout.WriteLine();
-                stdout.WriteLine("(Random weights: the text above is noise by design; what the demo shows is that the pipeline runs end to end and that the edit changes the output.)");
-            }
+            using var features = analyzer.Encode(prompt, [image], raw: false, ct);
+            results.Add(new FeatureResult(image, [image], false, analyzer.Top(features, 5, PromptPositions.Image)));
         }
-        finally
+
+        FeatureReport.WriteTable(stdout, results);
+        stdout.WriteLine();
+
+        // 2. Heatmap of the chosen feature over the first image.
+        int f = feature ?? results[0].Features[0].Index;
+        if (f < 0 || f >= sae.Sae.DSae)
         {
-            first?.Dispose();
+            throw new CliUsageException($"--feature {f} is out of range: the SAE has {sae.Sae.DSae} features.");
+        }
+
+        Directory.CreateDirectory(outDir);
+        string heatmap = Path.Combine(outDir, $"heatmap_{Path.GetFileNameWithoutExtension(imageList[0])}_feature_{f}.png");
+        first.RenderHeatmap(f, heatmap);
+        string description = analyzer.Describe(f) is { } d ? $" ({d})" : string.Empty;
+        stdout.WriteLine($"2. Where feature {f}{description} fires on {Path.GetFileName(imageList[0])}: {heatmap}");
+        stdout.WriteLine();
+
+        // 3. Steering: the same greedy generation with and without alpha × a feature's decoder direction. The feature is
+        // the strongest one at the last prompt token, where the answer starts (the image-token top feature is often
+        // dense, e.g. "colors", and barely moves the next token).
+        int steerFeature = feature ?? analyzer.TopFeature(first, PromptPositions.Last).Index;
+        string steerAbout = analyzer.Describe(steerFeature) is { } sd ? $" ({sd})" : string.Empty;
+        stdout.WriteLine($"3. Generation for {Path.GetFileName(imageList[0])}, plain and with {alpha.ToString(CultureInfo.InvariantCulture)} × the decoder direction of feature {steerFeature}{steerAbout}"
+            + $"{(feature is null ? ", the top feature at the last prompt token," : string.Empty)} added at every position (greedy, {maxNew} tokens)");
+        var options = new GenerationOptions { MaxNewTokens = maxNew };
+        var plain = model.Generate(prepared, options, ct);
+        GenerationResult steered;
+        using (model.Hooks(Steering.AddFeature(sae.Sae, steerFeature, alpha)))
+        {
+            steered = model.Generate(prepared, options, ct);
+        }
+
+        ConsoleTable.Write(stdout, ["", "PLAIN", $"STEERED (feature {steerFeature} × {alpha.ToString(CultureInfo.InvariantCulture)})"],
+        [
+            ["text", FeatureReport.Visible(plain.Text), FeatureReport.Visible(steered.Text)],
+            ["tokens", string.Join(" ", plain.Tokens), string.Join(" ", steered.Tokens)],
+        ]);
+        if (tiny)
+        {
+            stdout.WriteLine();
+            stdout.WriteLine("(Random weights: the text above is noise by design; what the demo shows is that the pipeline runs end to end and that the edit changes the output.)");
         }
 
         return 0;
-    }
-
-    private static int LastTokenTopFeature(FeatureAnalyzer analyzer, PromptFeatures features)
-    {
-        using var last = features.Aggregate(PromptPositions.Last, FeatureAggregation.Sum);
-        return analyzer.Rank(last, 1)[0].Index;
     }
 }

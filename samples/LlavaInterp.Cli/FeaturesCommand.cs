@@ -39,7 +39,7 @@ public static class FeaturesCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "explanations", "image-dir", "per-class", "prompt", "top-k", "positions", "aggregate", "exclude-dense", "heatmap", "feature", "dtype" });
         string modelPath = a.Required("model");
         string saePath = a.Required("sae");
         string? explanationsSpec = a.Optional("explanations");
@@ -56,7 +56,6 @@ public static class FeaturesCommand
         int? heatmapFeature = a.Int("feature");
         bool json = a.Flag("json");
         var dtype = Sources.ParseDType(a.Optional("dtype"));
-        a.RejectUnknown();
 
         if ((images.Count > 0) == (imageDir is not null))
         {
@@ -124,68 +123,25 @@ public static class FeaturesCommand
             throw new CliUsageException($"--feature {hf} is out of range: the SAE has {sae.Sae.DSae} features.");
         }
 
-        // First every aggregate (density needs all images), then the rankings.
-        var tallies = new List<FeatureTally>();
-        PromptFeatures? heatmapSource = null;
-        try
+        // Every image once: the tallies and rankings in the library, the heatmap drawn from the one image's activations.
+        var ranking = analyzer.RankEntries(entries, byClass, prompt, positions, aggregation, topK, excludeDense, raw, ct: ct,
+            onEncoded: heatmap is null ? null : (_, features) => features.RenderHeatmap(heatmapFeature!.Value, heatmap));
+        var results = ranking.Results;
+        var dense = ranking.Dense;
+        if (json)
         {
-            foreach (var entry in entries)
-            {
-                var tally = new FeatureTally(sae.Sae.DSae);
-                tallies.Add(tally);
-                foreach (var image in entry.Images)
-                {
-                    var features = analyzer.Encode(prompt, [image], raw, ct);
-                    tally.Add(features, positions, aggregation);
-                    if (heatmap is not null)
-                    {
-                        heatmapSource = features;
-                    }
-                    else
-                    {
-                        features.Dispose();
-                    }
-                }
-            }
-
-            var dense = excludeDense is double max
-                ? FeatureTally.DenseFeatures(tallies.Select(t => (t.ActiveCounts(), t.Density.Positions)), max)
-                : null;
-            var results = new List<FeatureResult>();
-            for (int i = 0; i < entries.Count; i++)
-            {
-                using var mean = tallies[i].Mean();
-                results.Add(new FeatureResult(entries[i].Name, entries[i].Images, byClass, analyzer.Rank(mean, topK, dense)));
-            }
-
+            FeatureReport.WriteJsonLines(stdout, results);
+        }
+        else
+        {
+            stdout.WriteLine($"prompt \"{prompt}\"{(raw ? " (raw)" : string.Empty)}; SAE {sae.Sae.HookName} ({sae.Sae.DSae} features); "
+                + $"{positions}, {Aggregations.Name(aggregation)}{(byClass ? ", mean over each class's images" : string.Empty)}"
+                + (dense is null ? string.Empty : $"; {dense.Count} dense features (> {excludeDense!.Value.ToString(CultureInfo.InvariantCulture)}) excluded")
+                + (explanations is null ? "; no descriptions found" : string.Empty));
+            FeatureReport.WriteTable(stdout, results);
             if (heatmap is not null)
             {
-                heatmapSource!.RenderHeatmap(heatmapFeature!.Value, heatmap);
-            }
-
-            if (json)
-            {
-                FeatureReport.WriteJsonLines(stdout, results);
-            }
-            else
-            {
-                stdout.WriteLine($"prompt \"{prompt}\"{(raw ? " (raw)" : string.Empty)}; SAE {sae.Sae.HookName} ({sae.Sae.DSae} features); "
-                    + $"{positions}, {Aggregations.Name(aggregation)}{(byClass ? ", mean over each class's images" : string.Empty)}"
-                    + (dense is null ? string.Empty : $"; {dense.Count} dense features (> {excludeDense!.Value.ToString(CultureInfo.InvariantCulture)}) excluded")
-                    + (explanations is null ? "; no descriptions found" : string.Empty));
-                FeatureReport.WriteTable(stdout, results);
-                if (heatmap is not null)
-                {
-                    stdout.WriteLine($"heatmap of feature {heatmapFeature} written to {heatmap}");
-                }
-            }
-        }
-        finally
-        {
-            heatmapSource?.Dispose();
-            foreach (var t in tallies)
-            {
-                t.Dispose();
+                stdout.WriteLine($"heatmap of feature {heatmapFeature} written to {heatmap}");
             }
         }
 

@@ -35,7 +35,7 @@ public static class GenerateCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "greedy", "json" }, new HashSet<string> { "image", "steer", "clamp", "ablate" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "greedy", "json" }, new HashSet<string> { "image", "steer", "clamp", "ablate" }, new HashSet<string> { "model", "prompt", "sae", "positions", "dtype", "max-new-tokens", "temperature", "top-p", "top-k", "seed" });
         string modelPath = a.Required("model");
         string prompt = a.Required("prompt");
         var images = a.All("image");
@@ -46,7 +46,6 @@ public static class GenerateCommand
         var edits = SteeringEdits.Parse(a.All("steer"), a.All("clamp"), a.All("ablate"));
         string? positions = a.Optional("positions");
         var dtype = Sources.ParseDType(a.Optional("dtype"));
-        a.RejectUnknown();
 
         if (saePath is null && (!edits.IsEmpty || positions is not null))
         {
@@ -86,24 +85,29 @@ public static class GenerateCommand
             hooks.AddRange(edits.ToHooks(sae.Sae, selector));
         }
 
-        GenerationResult result;
         using (model.Hooks(hooks))
         {
-            result = model.Generate(prepared, options, ct);
-        }
-
-        if (json)
-        {
-            stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            if (json)
             {
-                ["prompt_tokens"] = result.PromptTokens,
-                ["tokens"] = result.Tokens,
-                ["text"] = result.Text,
-            }, FeatureReport.Json));
-        }
-        else
-        {
-            stdout.WriteLine(result.Text);
+                var result = model.Generate(prepared, options, ct);
+                stdout.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                {
+                    ["prompt_tokens"] = result.PromptTokens,
+                    ["tokens"] = result.Tokens,
+                    ["text"] = result.Text,
+                }, FeatureReport.Json));
+            }
+            else
+            {
+                // Text appears as it is generated (the hooks above flow to the generation's worker thread).
+                await foreach (string piece in model.GenerateStreamAsync(prepared, options, ct).ConfigureAwait(false))
+                {
+                    stdout.Write(piece);
+                    await stdout.FlushAsync(ct).ConfigureAwait(false);
+                }
+
+                stdout.WriteLine();
+            }
         }
 
         return 0;

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
 using System.Globalization;
 
 namespace LlavaInterp.Samples;
@@ -6,9 +8,11 @@ namespace LlavaInterp.Samples;
 public sealed class CliUsageException(string message) : Exception(message);
 
 /// <summary>
-/// A small parser for <c>--name value</c>, repeated options and <c>--flag</c> switches. Every option must be known to
-/// the command (unknown options are an error, not ignored). Options named as multi-valued take every following
-/// argument up to the next <c>--option</c> (<c>--image a.png b.png</c>), and may also be repeated.
+/// The options of a command, parsed by System.CommandLine: <c>--name value</c> (or <c>--name=value</c>), repeated
+/// options and <c>--flag</c> switches. Every option must be declared (an unknown one is reported, with System.CommandLine's
+/// "did you mean" when one is close). Multi-valued options take every following value up to the next option
+/// (<c>--image a.png b.png</c>) and may also be repeated. The values stay strings so that each command checks and names
+/// them in its own words (<c>--top-k expects an integer</c>).
 /// </summary>
 public sealed class CliArgs
 {
@@ -29,85 +33,111 @@ public sealed class CliArgs
         }
     }
 
+    private static readonly ParserConfiguration Parser = new()
+    {
+        // A prompt may start with '@' or be "-abc": no response files, no bundling of short options.
+        ResponseFileTokenReplacer = null,
+        EnablePosixBundling = false,
+    };
+
     private readonly Dictionary<string, List<string>> _values = new(StringComparer.Ordinal);
     private readonly HashSet<string> _flags = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _read = new(StringComparer.Ordinal);
 
     private CliArgs()
     {
     }
 
-    /// <summary>Parses arguments; <paramref name="flags"/> are the options that take no value.</summary>
-    public static CliArgs Parse(IReadOnlyList<string> args, IReadOnlySet<string> flags) => Parse(args, flags, new HashSet<string>());
-
     /// <summary>
-    /// Parses arguments; <paramref name="flags"/> take no value, <paramref name="multi"/> take one or more values
-    /// (every following argument that does not start with <c>--</c>).
+    /// Parses arguments: <paramref name="flags"/> take no value, <paramref name="multi"/> take one or more values,
+    /// <paramref name="values"/> take one value each time they are given.
     /// </summary>
-    public static CliArgs Parse(IReadOnlyList<string> args, IReadOnlySet<string> flags, IReadOnlySet<string> multi)
+    /// <exception cref="CliUsageException">An unknown option, a stray argument, or an option without its value.</exception>
+    public static CliArgs Parse(IReadOnlyList<string> args, IReadOnlySet<string> flags, IReadOnlySet<string> multi, IReadOnlySet<string> values)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(flags);
         ArgumentNullException.ThrowIfNull(multi);
-        var result = new CliArgs();
-        for (int i = 0; i < args.Count; i++)
+        ArgumentNullException.ThrowIfNull(values);
+
+        // A plain Command, not a RootCommand: no directives, and help is the command's own text.
+        var command = new Command("command");
+        var flagOptions = flags.ToDictionary(n => n, n => new Option<bool>("--" + n) { Arity = ArgumentArity.Zero });
+        var valueOptions = multi.Concat(values).Distinct().ToDictionary(
+            n => n,
+            n => new Option<string[]>("--" + n) { Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = multi.Contains(n) });
+        foreach (var o in flagOptions.Values)
         {
-            string a = args[i];
-            if (!a.StartsWith("--", StringComparison.Ordinal) || a.Length == 2)
-            {
-                throw new CliUsageException($"unexpected argument '{a}'.");
-            }
+            command.Options.Add(o);
+        }
 
-            string name = a[2..];
-            string? inline = null;
-            int eq = name.IndexOf('=', StringComparison.Ordinal);
-            if (eq >= 0)
-            {
-                inline = name[(eq + 1)..];
-                name = name[..eq];
-            }
+        foreach (var o in valueOptions.Values)
+        {
+            command.Options.Add(o);
+        }
 
-            if (flags.Contains(name))
-            {
-                if (inline is not null)
-                {
-                    throw new CliUsageException($"--{name} takes no value.");
-                }
+        var parsed = command.Parse(args, Parser);
+        if (parsed.Errors.Count > 0)
+        {
+            throw new CliUsageException(Describe(parsed));
+        }
 
+        var result = new CliArgs();
+        foreach (var (name, option) in flagOptions)
+        {
+            if (parsed.GetResult(option) is { Implicit: false })
+            {
                 result._flags.Add(name);
-                continue;
             }
+        }
 
-            string value = inline ?? (i + 1 < args.Count ? args[++i] : throw new CliUsageException($"--{name} needs a value."));
-            if (!result._values.TryGetValue(name, out var list))
+        foreach (var (name, option) in valueOptions)
+        {
+            if (parsed.GetResult(option) is { Implicit: false } r)
             {
-                result._values[name] = list = new List<string>();
-            }
-
-            list.Add(value);
-            if (multi.Contains(name))
-            {
-                while (i + 1 < args.Count && !args[i + 1].StartsWith("--", StringComparison.Ordinal))
-                {
-                    list.Add(args[++i]);
-                }
+                result._values[name] = r.Tokens.Select(t => t.Value).ToList();
             }
         }
 
         return result;
     }
 
+    // System.CommandLine's own report (errors and typo corrections, no help) on one line.
+    private static string Describe(ParseResult parsed)
+    {
+        if (parsed.Action is ParseErrorAction action)
+        {
+            action.ShowHelp = false;
+            action.ShowTypoCorrections = true;
+        }
+
+        using var report = new StringWriter();
+        try
+        {
+            parsed.Invoke(new InvocationConfiguration { Output = report, Error = report, EnableDefaultExceptionHandler = false });
+        }
+        catch (InvalidOperationException)
+        {
+            // Fall back to the error messages alone.
+        }
+
+        string text = System.Text.RegularExpressions.Regex.Replace(report.ToString(), "\x1b\\[[0-9;]*m", string.Empty);
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            text = string.Join(" ", parsed.Errors.Select(e => e.Message));
+        }
+
+        return string.Join(' ', text.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
+
     /// <summary>Whether a switch was given.</summary>
     public bool Flag(string name)
     {
-        _read.Add(name);
         return _flags.Contains(name);
     }
 
     /// <summary>The value of an option given at most once, or null.</summary>
     public string? Optional(string name)
     {
-        _read.Add(name);
         if (!_values.TryGetValue(name, out var list))
         {
             return null;
@@ -127,7 +157,6 @@ public sealed class CliArgs
     /// <summary>Every value of a repeatable option.</summary>
     public IReadOnlyList<string> All(string name)
     {
-        _read.Add(name);
         return _values.TryGetValue(name, out var list) ? list : [];
     }
 
@@ -157,15 +186,5 @@ public sealed class CliArgs
         return double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v)
             ? v
             : throw new CliUsageException($"--{name} expects a number, got '{s}'.");
-    }
-
-    /// <summary>Fails on any option the command did not read (call after reading all options).</summary>
-    public void RejectUnknown()
-    {
-        var unknown = _values.Keys.Concat(_flags).Where(n => !_read.Contains(n)).ToList();
-        if (unknown.Count > 0)
-        {
-            throw new CliUsageException($"unknown option{(unknown.Count > 1 ? "s" : string.Empty)}: {string.Join(", ", unknown.Select(u => "--" + u))}.");
-        }
     }
 }

@@ -14,7 +14,7 @@ public sealed record LoadedSae(SparseAutoencoder Sae, string Folder, string? Rel
 {
     /// <summary>Neuronpedia's model id (before the <c>/</c> of <c>neuronpedia_id</c>), or null.</summary>
     public string? NeuronpediaModel =>
-        Sae.Config.NeuronpediaId is { } id && id.IndexOf('/', StringComparison.Ordinal) is int slash and > 0 ? id[..slash] : null;
+        NeuronpediaExplanations.ModelId(Sae);
 
     /// <inheritdoc/>
     public void Dispose() => Sae.Dispose();
@@ -102,15 +102,10 @@ public static class Sources
         return new LoadedSae(SparseAutoencoder.Load(location.Folder, load), location.Folder, location.Release);
     }
 
-    /// <summary>Neuronpedia's export of every explanation of one SAE (<c>modelId</c> and source id as in <c>neuronpedia_id</c>).</summary>
-    public static Uri NeuronpediaExportUrl(string modelId, string source) =>
-        new($"https://www.neuronpedia.org/api/explanation/export?modelId={Uri.EscapeDataString(modelId)}&saeId={Uri.EscapeDataString(source)}");
-
     /// <summary>
-    /// Loads feature explanations. <paramref name="spec"/> is a file or an http(s) URL (downloaded once into
-    /// <see cref="ExplanationsCacheDir"/>). Without one, a file named <c>explanations_{modelId}_{source}.json</c> in the
-    /// SAE folder or its parent is used; for an SAE loaded from a release, Neuronpedia's export is downloaded (a failure
-    /// there only warns on <paramref name="log"/>). Returns null when no explanations are found.
+    /// Loads feature explanations (see <see cref="NeuronpediaExplanations"/>): <paramref name="spec"/> is a file or an
+    /// http(s) URL; without one, the export next to the SAE, or Neuronpedia's for a release SAE (a failed download only
+    /// warns on <paramref name="log"/>). Returns null when no explanations are found.
     /// </summary>
     /// <exception cref="FeatureExplanationsException">An explicitly given file or URL cannot be used.</exception>
     /// <param name="spec">A file or URL; null looks next to the SAE, then at Neuronpedia for a release SAE.</param>
@@ -123,48 +118,12 @@ public static class Sources
         ArgumentNullException.ThrowIfNull(sae);
         if (spec is not null)
         {
-            return Uri.TryCreate(spec, UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttp || url.Scheme == Uri.UriSchemeHttps)
-                ? await FeatureExplanations.LoadAsync(url, ExplanationsCacheDir, cancellationToken: ct).ConfigureAwait(false)
-                : FeatureExplanations.Load(spec);
+            return await NeuronpediaExplanations.LoadAsync(spec, cancellationToken: ct).ConfigureAwait(false);
         }
 
-        string? model = sae.NeuronpediaModel;
-        string? source = sae.Sae.Config.NeuronpediaSource;
-        if (model is null || source is null)
-        {
-            return null;
-        }
-
-        string name = $"explanations_{model}_{source}.json";
-        foreach (var dir in new[] { sae.Folder, Path.GetDirectoryName(Path.GetFullPath(sae.Folder)) })
-        {
-            if (dir is not null && File.Exists(Path.Combine(dir, name)))
-            {
-                return FeatureExplanations.Load(Path.Combine(dir, name));
-            }
-        }
-
-        if (sae.Release is null || (hub ?? HubOptions.FromEnvironment()).Offline)
-        {
-            return null;
-        }
-
-        try
-        {
-            return await FeatureExplanations.LoadAsync(NeuronpediaExportUrl(model, source), ExplanationsCacheDir, cancellationToken: ct).ConfigureAwait(false);
-        }
-        catch (FeatureExplanationsException ex)
-        {
-            log?.WriteLine($"warning: no feature descriptions: {OneLine(ex.Message)}");
-            return null;
-        }
+        bool offline = (hub ?? HubOptions.FromEnvironment()).Offline;
+        return await NeuronpediaExplanations.FindAsync(sae.Sae, sae.Folder, sae.Release is not null, offline, logger: log is null ? null : new WarningLog(log), cancellationToken: ct).ConfigureAwait(false);
     }
-
-    /// <summary>Where downloaded explanation exports are cached: <c>$LLAVA_INTERP_CACHE</c> or <c>~/.cache/llava-interp/explanations</c>.</summary>
-    public static string ExplanationsCacheDir =>
-        Environment.GetEnvironmentVariable("LLAVA_INTERP_CACHE") is { Length: > 0 } dir
-            ? Path.Combine(dir, "explanations")
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "llava-interp", "explanations");
 
     /// <summary>A message on one line (line breaks become spaces).</summary>
     public static string OneLine(string message) =>
@@ -173,6 +132,23 @@ public static class Sources
     // One line when a file starts downloading and one when it is complete: per-chunk lines would flood redirected output.
     // Progress<T> would post to the thread pool and reorder lines, so this reports synchronously.
     private static IProgress<HubDownloadProgress> DownloadLog(TextWriter log) => new DownloadLogger(log);
+
+    // Library warnings as "warning: …" lines, like the CLI's other messages.
+    private sealed class WarningLog(TextWriter log) : Microsoft.Extensions.Logging.ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => logLevel >= Microsoft.Extensions.Logging.LogLevel.Warning;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel))
+            {
+                log.WriteLine($"warning: {OneLine(formatter(state, exception))}");
+            }
+        }
+    }
 
     private sealed class DownloadLogger(TextWriter log) : IProgress<HubDownloadProgress>
     {

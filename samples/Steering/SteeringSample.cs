@@ -30,7 +30,7 @@ public static class SteeringSample
                 return 0;
             }
 
-            var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string>());
+            var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string>(), new HashSet<string> { "model", "sae", "image", "prompt", "feature", "alphas", "max-new-tokens", "positions" });
             var (modelPath, saePath) = TinyModel.Choose(a.Optional("model"), a.Optional("sae"));
             string image = a.Optional("image") ?? TinyModel.Image("gradient_rgb");
             string prompt = a.Optional("prompt") ?? "Describe the image.";
@@ -39,7 +39,6 @@ public static class SteeringSample
             var alphas = ParseAlphas(a.Optional("alphas") ?? "-2,-3,-4,-5,-6,-7");
             int maxNew = a.Int("max-new-tokens") ?? 40;
             string positionsArg = a.Optional("positions") ?? "all";
-            a.RejectUnknown();
             if (!File.Exists(image))
             {
                 throw new CliUsageException($"image '{image}' not found.");
@@ -56,7 +55,7 @@ public static class SteeringSample
             using var prompted = Sources.ProcessorOf(model).Prepare(prompt, [image], raw);
 
             // The feature to remove: given, or the strongest one at the last prompt token, where the answer starts.
-            int f = feature ?? TopFeature(CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations)), prompt, image, raw, ct);
+            int f = feature ?? CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations)).TopFeature(prompted, PromptPositions.Last, ct: ct).Index;
             var positions = positionsArg switch
             {
                 "all" => PositionSelector.All,
@@ -90,13 +89,6 @@ public static class SteeringSample
                 ? v
                 : throw new CliUsageException($"--alphas expects numbers separated by commas, got '{s}'."))
             .ToArray() is { Length: > 0 } list ? list : throw new CliUsageException("--alphas needs at least one number.");
-
-    private static int TopFeature(FeatureAnalyzer analyzer, string prompt, string image, bool raw, CancellationToken ct)
-    {
-        using var features = analyzer.Encode(prompt, [image], raw, ct);
-        using var perFeature = features.Aggregate(PromptPositions.Last, FeatureAggregation.Sum);
-        return analyzer.Rank(perFeature, 1)[0].Index;
-    }
 
     private static IReadOnlyList<string> Row(string alpha, GenerationResult result) => [alpha, FeatureReport.Visible(result.Text)];
 }

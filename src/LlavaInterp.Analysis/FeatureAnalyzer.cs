@@ -19,6 +19,11 @@ public sealed record RankedFeature(int Index, double Activation, string? Descrip
 /// <param name="Image">The image just encoded.</param>
 public sealed record FeatureSweepProgress(int Done, int Total, string Image);
 
+/// <summary>The rankings of <see cref="FeatureAnalyzer.RankEntries"/> and the dense features left out of them.</summary>
+/// <param name="Results">One ranking per entry, in order.</param>
+/// <param name="Dense">The features left out as dense, or null when no threshold was given.</param>
+public sealed record FeatureRanking(IReadOnlyList<FeatureResult> Results, IReadOnlySet<int>? Dense);
+
 /// <summary>The SAE feature activations of one prompt: [positions, d_sae] float32 on the CPU, plus the prompt's layout.</summary>
 public sealed class PromptFeatures : IDisposable
 {
@@ -121,6 +126,8 @@ public sealed class FeatureAnalyzer
     /// <summary>The explanations, if any.</summary>
     public FeatureExplanations? Explanations { get; }
 
+    private LlavaProcessor Processor => Model.Processor ?? throw new InvalidOperationException("The model has no processor (tokenizer and preprocessor files); load it from a model folder.");
+
     /// <summary>
     /// The decoder block to stop before so the SAE's hook point is the last thing computed (TransformerLens
     /// <c>stop_at_layer</c>): <c>hook_layer + 1</c> for decoder hooks, null (full run) for other hook points.
@@ -136,11 +143,32 @@ public sealed class FeatureAnalyzer
     public PromptFeatures Encode(string prompt, IReadOnlyList<string> images, bool raw = false, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        using var prepared = Processor.Prepare(prompt, images, raw);
+        return Encode(prepared, cancellationToken);
+    }
+
+    /// <summary>Runs one prompt with already processed images (nothing is decoded again) and returns its feature activations.</summary>
+    /// <exception cref="InvalidOperationException">The model was built without a processor.</exception>
+    public PromptFeatures Encode(string prompt, IReadOnlyList<ProcessedImage> images, bool raw = false, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        using var prepared = Processor.Prepare(prompt, images, raw);
+        return Encode(prepared, cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs a prepared prompt (the same one can then be given to <see cref="HookedLlava.Generate(LlavaPrompt, GenerationOptions, CancellationToken)"/>)
+    /// and returns its feature activations; the prompt stays owned by the caller.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model was built without a processor.</exception>
+    public PromptFeatures Encode(LlavaPrompt prompt, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        cancellationToken.ThrowIfCancellationRequested();
+        var processor = Processor;
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.inference_mode();
-        var processor = Model.Processor ?? throw new InvalidOperationException("The model has no processor (tokenizer and preprocessor files); load it from a model folder.");
-        using var prepared = processor.Prepare(prompt, images, raw);
-        var input = LlavaInput.From(prepared) with { ComputeLogits = StopAtLayer is null };
+        var input = LlavaInput.From(prompt) with { ComputeLogits = StopAtLayer is null };
         var (output, cache) = Model.RunWithCache(input, n => n == Sae.HookName, stopAtLayer: StopAtLayer);
         using (output)
         using (cache)
@@ -148,8 +176,31 @@ public sealed class FeatureAnalyzer
             var activation = cache[Sae.HookName];
             var row = activation.dim() == 3 ? activation[0] : activation;
             var acts = Sae.Encode(row).to(ScalarType.Float32).cpu().contiguous();
-            return new PromptFeatures(acts.MoveToOuterDisposeScope(), prepared.Ids.ToArray(), prepared.ImageTokenPositions.ToArray(), prepared.Images.ToArray(), prepared.Images.Select(i => processor.ImageTokensFor(i.Height, i.Width)).ToArray());
+            return new PromptFeatures(acts.MoveToOuterDisposeScope(), prompt.Ids.ToArray(), prompt.ImageTokenPositions.ToArray(), prompt.Images.ToArray(), prompt.Images.Select(i => processor.ImageTokensFor(i.Height, i.Width)).ToArray());
         }
+    }
+
+    /// <summary>The <paramref name="k"/> top features of one prompt's activations aggregated over <paramref name="positions"/>.</summary>
+    /// <exception cref="ArgumentException">The positions do not fit the prompt.</exception>
+    public IReadOnlyList<RankedFeature> Top(PromptFeatures features, int k, PromptPositions positions, FeatureAggregation aggregation = FeatureAggregation.Sum, IReadOnlySet<int>? exclude = null)
+    {
+        ArgumentNullException.ThrowIfNull(features);
+        using var aggregate = features.Aggregate(positions, aggregation);
+        return Rank(aggregate, k, exclude);
+    }
+
+    /// <summary>
+    /// The strongest feature at <paramref name="positions"/>; with <see cref="PromptPositions.Last"/>, the feature at the
+    /// last prompt token, where the answer starts (the one steering moves most directly).
+    /// </summary>
+    public RankedFeature TopFeature(PromptFeatures features, PromptPositions positions, FeatureAggregation aggregation = FeatureAggregation.Sum) =>
+        Top(features, 1, positions, aggregation)[0];
+
+    /// <summary>Encodes a prepared prompt and returns its strongest feature at <paramref name="positions"/>.</summary>
+    public RankedFeature TopFeature(LlavaPrompt prompt, PromptPositions positions, FeatureAggregation aggregation = FeatureAggregation.Sum, CancellationToken cancellationToken = default)
+    {
+        using var features = Encode(prompt, cancellationToken);
+        return TopFeature(features, positions, aggregation);
     }
 
     /// <summary>
@@ -157,15 +208,16 @@ public sealed class FeatureAnalyzer
     /// aggregates and activity counts at <paramref name="positions"/>; the caller owns the returned tally.
     /// </summary>
     /// <param name="images">Image files.</param>
-    /// <param name="prompt">The prompt (see <see cref="Encode"/>).</param>
+    /// <param name="prompt">The prompt (see <see cref="Encode(string, IReadOnlyList{string}, bool, CancellationToken)"/>).</param>
     /// <param name="positions">Where activations are read.</param>
     /// <param name="aggregation">How each image's positions are combined.</param>
     /// <param name="raw">Tokenize <paramref name="prompt"/> as is.</param>
     /// <param name="progress">Receives a report after each image.</param>
     /// <param name="cancellationToken">Cancels between images.</param>
+    /// <param name="onEncoded">Sees each image's activations before they are disposed (e.g. to draw a heatmap without a second run).</param>
     public FeatureTally Tally(
         IReadOnlyList<string> images, string prompt, PromptPositions positions, FeatureAggregation aggregation,
-        bool raw = false, IProgress<FeatureSweepProgress>? progress = null, CancellationToken cancellationToken = default)
+        bool raw = false, IProgress<FeatureSweepProgress>? progress = null, CancellationToken cancellationToken = default, Action<string, PromptFeatures>? onEncoded = null)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(positions);
@@ -177,6 +229,7 @@ public sealed class FeatureAnalyzer
                 using (var features = Encode(prompt, [images[i]], raw, cancellationToken))
                 {
                     tally.Add(features, positions, aggregation);
+                    onEncoded?.Invoke(images[i], features);
                 }
 
                 _logger?.LogDebug("Encoded {Image} ({Done}/{Total})", images[i], i + 1, images.Count);
@@ -189,6 +242,61 @@ public sealed class FeatureAnalyzer
         {
             tally.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The research's table: one tally per entry (an image, or a class of images whose aggregates are averaged), then
+    /// each entry's top <paramref name="k"/> features, without the features active on more than
+    /// <paramref name="maxDensity"/> of the selected positions of all entries when it is given.
+    /// </summary>
+    /// <param name="entries">Images or classes of images.</param>
+    /// <param name="classes">Whether the entries are classes (their results are labelled as such).</param>
+    /// <param name="prompt">The prompt.</param>
+    /// <param name="positions">Where activations are read.</param>
+    /// <param name="aggregation">How each image's positions are combined.</param>
+    /// <param name="k">Features per entry.</param>
+    /// <param name="maxDensity">Dense-feature threshold (a fraction), or null to keep every feature.</param>
+    /// <param name="raw">Tokenize <paramref name="prompt"/> as is.</param>
+    /// <param name="progress">Receives a report after each image of each entry.</param>
+    /// <param name="cancellationToken">Cancels between images.</param>
+    /// <param name="onEncoded">Sees each image's activations before they are disposed.</param>
+    public FeatureRanking RankEntries(
+        IReadOnlyList<ImageClass> entries, bool classes, string prompt, PromptPositions positions, FeatureAggregation aggregation, int k,
+        double? maxDensity = null, bool raw = false, IProgress<FeatureSweepProgress>? progress = null, CancellationToken cancellationToken = default,
+        Action<string, PromptFeatures>? onEncoded = null)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        if (maxDensity is double m && !(m >= 0 && m <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxDensity), m, $"The dense-feature threshold must be a fraction between 0 and 1, got {m}.");
+        }
+
+        // First every tally (density needs all images), then the rankings.
+        var tallies = new List<FeatureTally>();
+        try
+        {
+            foreach (var entry in entries)
+            {
+                tallies.Add(Tally(entry.Images, prompt, positions, aggregation, raw, progress, cancellationToken, onEncoded));
+            }
+
+            var dense = maxDensity is double max ? FeatureTally.DenseFeatures(tallies.Select(t => (t.ActiveCounts(), t.Density.Positions)), max) : null;
+            var results = new List<FeatureResult>();
+            for (int i = 0; i < entries.Count; i++)
+            {
+                using var mean = tallies[i].Mean();
+                results.Add(new FeatureResult(entries[i].Name, entries[i].Images, classes, Rank(mean, k, dense)));
+            }
+
+            return new FeatureRanking(results, dense);
+        }
+        finally
+        {
+            foreach (var t in tallies)
+            {
+                t.Dispose();
+            }
         }
     }
 

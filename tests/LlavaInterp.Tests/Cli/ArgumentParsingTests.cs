@@ -9,18 +9,29 @@ public sealed class ArgumentParsingTests
     [Fact]
     public void MultiValueOptionsTakeEveryFollowingValueAndRepeat()
     {
-        var a = CliArgs.Parse(["--image", "a.png", "b.png", "--raw", "--image=c.png", "--prompt", "hi", "--steer", "1=-2"], new HashSet<string> { "raw" }, new HashSet<string> { "image", "steer" });
+        var a = CliArgs.Parse(["--image", "a.png", "b.png", "--raw", "--image=c.png", "--prompt", "hi", "--steer", "1=-2"], new HashSet<string> { "raw" }, new HashSet<string> { "image", "steer" }, new HashSet<string> { "prompt" });
         Assert.Equal(["a.png", "b.png", "c.png"], a.All("image"));
         Assert.Equal(["1=-2"], a.All("steer"));
         Assert.True(a.Flag("raw"));
         Assert.Equal("hi", a.Required("prompt"));
-        a.RejectUnknown();
 
         // A single-valued option takes one value, and only once.
-        Assert.Throws<CliUsageException>(() => CliArgs.Parse(["--prompt", "a", "b"], new HashSet<string>(), new HashSet<string>()));
-        var twice = CliArgs.Parse(["--prompt", "a", "--prompt", "b"], new HashSet<string>());
+        Assert.Throws<CliUsageException>(() => CliArgs.Parse(["--prompt", "a", "b"], new HashSet<string>(), new HashSet<string>(), new HashSet<string> { "prompt" }));
+        var twice = CliArgs.Parse(["--prompt", "a", "--prompt", "b"], new HashSet<string>(), new HashSet<string>(), new HashSet<string> { "prompt" });
         Assert.Throws<CliUsageException>(() => twice.Optional("prompt"));
-        Assert.Throws<CliUsageException>(() => CliArgs.Parse(["--image"], new HashSet<string>(), new HashSet<string> { "image" }));
+        Assert.Throws<CliUsageException>(() => CliArgs.Parse(["--image"], new HashSet<string>(), new HashSet<string> { "image" }, new HashSet<string>()));
+    }
+
+    [Fact]
+    public void UnknownOptionIsReportedOnOneLineWithTheClosestKnownOne()
+    {
+        var ex = Assert.Throws<CliUsageException>(() => CliArgs.Parse(["--promt", "hi"], new HashSet<string> { "raw" }, new HashSet<string> { "image" }, new HashSet<string> { "prompt", "model" }));
+        Assert.Contains("--promt", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("--prompt", ex.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("\n", ex.Message, StringComparison.Ordinal);
+
+        // A prompt may look like a response file or bundled short options: it is a value, not parsed further.
+        Assert.Equal(["@notes.txt"], CliArgs.Parse(["--prompt", "@notes.txt"], new HashSet<string>(), new HashSet<string>(), new HashSet<string> { "prompt" }).All("prompt"));
     }
 
     [Fact]
