@@ -37,7 +37,7 @@ public sealed partial class SparseAutoencoder
         }
 
         // Reading and converting the weights blocks: keep it off the caller's thread.
-        return await Task.Run(() => Load(location.Folder, load), ct).ConfigureAwait(false);
+        return await Task.Run(() => Load(location.Folder, load), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
