@@ -102,9 +102,8 @@ public static class Sources
         return new LoadedSae(SparseAutoencoder.Load(location.Folder, load), location.Folder, location.Release);
     }
 
-    /// <summary>Neuronpedia's export of every explanation of one SAE (<c>modelId</c> and source id as in <c>neuronpedia_id</c>).</summary>
-    public static Uri NeuronpediaExportUrl(string modelId, string source) =>
-        new($"https://www.neuronpedia.org/api/explanation/export?modelId={Uri.EscapeDataString(modelId)}&saeId={Uri.EscapeDataString(source)}");
+    /// <summary>The first batch of Neuronpedia's bulk explanations export of one SAE (<c>modelId</c> and source id as in <c>neuronpedia_id</c>).</summary>
+    public static Uri NeuronpediaExportUrl(string modelId, string source) => new NeuronpediaOptions().BatchUrl(modelId, source, 0);
 
     /// <summary>
     /// Loads feature explanations. <paramref name="spec"/> is a file or an http(s) URL (downloaded once into
@@ -124,7 +123,7 @@ public static class Sources
         if (spec is not null)
         {
             return Uri.TryCreate(spec, UriKind.Absolute, out var url) && (url.Scheme == Uri.UriSchemeHttp || url.Scheme == Uri.UriSchemeHttps)
-                ? await FeatureExplanations.LoadAsync(url, ExplanationsCacheDir, cancellationToken: ct).ConfigureAwait(false)
+                ? await LoadUrlAsync(url, hub, ct).ConfigureAwait(false)
                 : FeatureExplanations.Load(spec);
         }
 
@@ -151,7 +150,8 @@ public static class Sources
 
         try
         {
-            return await FeatureExplanations.LoadAsync(NeuronpediaExportUrl(model, source), ExplanationsCacheDir, cancellationToken: ct).ConfigureAwait(false);
+            using var client = new HubClient(hub ?? HubOptions.FromEnvironment());
+            return await FeatureExplanations.DownloadAsync(model, source, client, cacheDirectory: ExplanationsCacheDir, cancellationToken: ct).ConfigureAwait(false);
         }
         catch (FeatureExplanationsException ex)
         {
@@ -160,11 +160,18 @@ public static class Sources
         }
     }
 
-    /// <summary>Where downloaded explanation exports are cached: <c>$LLAVA_INTERP_CACHE</c> or <c>~/.cache/llava-interp/explanations</c>.</summary>
-    public static string ExplanationsCacheDir =>
-        Environment.GetEnvironmentVariable("LLAVA_INTERP_CACHE") is { Length: > 0 } dir
-            ? Path.Combine(dir, "explanations")
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "llava-interp", "explanations");
+    /// <summary>
+    /// Where downloaded explanation exports are cached: <c>$LLAVA_INTERP_CACHE/explanations</c> when set, else null
+    /// (the library's default, a <c>neuronpedia</c> folder next to the Hugging Face cache).
+    /// </summary>
+    public static string? ExplanationsCacheDir =>
+        Environment.GetEnvironmentVariable("LLAVA_INTERP_CACHE") is { Length: > 0 } dir ? Path.Combine(dir, "explanations") : null;
+
+    private static async Task<FeatureExplanations> LoadUrlAsync(Uri url, HubOptions? hub, CancellationToken ct)
+    {
+        using var client = new HubClient(hub ?? HubOptions.FromEnvironment());
+        return await FeatureExplanations.LoadAsync(url, client, ExplanationsCacheDir, cancellationToken: ct).ConfigureAwait(false);
+    }
 
     /// <summary>A message on one line (line breaks become spaces).</summary>
     public static string OneLine(string message) =>
