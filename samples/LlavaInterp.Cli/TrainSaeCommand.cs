@@ -38,7 +38,11 @@ public static class TrainSaeCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "resume" }, new HashSet<string> { "prompt" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "resume" }, new HashSet<string> { "prompt" }, new HashSet<string>
+        {
+            "hook", "out", "from-shards", "model", "images", "architecture", "expansion", "k", "l1", "l0", "lr", "lr-warm-up", "l1-warm-up",
+            "batch", "epochs", "buffer", "checkpoint-every", "tokens", "image-share", "compute-dtype", "seed", "shards",
+        });
         string hook = a.Required("hook");
         string outDir = a.Required("out");
         string? fromShards = a.Optional("from-shards");
@@ -75,7 +79,6 @@ public static class TrainSaeCommand
         long seed = a.Int("seed") ?? 42;
         bool resume = a.Flag("resume");
         string shards = a.Optional("shards") ?? Path.Combine(outDir, "activations");
-        a.RejectUnknown();
 
         if (imageShare is double s && !(s > 0 && s < 1))
         {

@@ -118,11 +118,10 @@ public static class Sources
         ArgumentNullException.ThrowIfNull(sae);
         if (spec is not null)
         {
-            return await NeuronpediaExplanations.LoadAsync(spec, cancellationToken: ct).ConfigureAwait(false);
+            return await NeuronpediaExplanations.LoadAsync(spec, hub, cancellationToken: ct).ConfigureAwait(false);
         }
 
-        bool offline = (hub ?? HubOptions.FromEnvironment()).Offline;
-        return await NeuronpediaExplanations.FindAsync(sae.Sae, sae.Folder, sae.Release is not null, offline, logger: log is null ? null : new WarningLog(log), cancellationToken: ct).ConfigureAwait(false);
+        return await NeuronpediaExplanations.FindAsync(sae.Sae, sae.Folder, sae.Release is not null, hub, logger: log is null ? null : new WarningLog(log), cancellationToken: ct).ConfigureAwait(false);
     }
 
     /// <summary>A message on one line (line breaks become spaces).</summary>

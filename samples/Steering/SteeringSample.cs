@@ -55,7 +55,7 @@ public static class SteeringSample
             using var prompted = Sources.ProcessorOf(model).Prepare(prompt, [image], raw);
 
             // The feature to remove: given, or the strongest one at the last prompt token, where the answer starts.
-            int f = feature ?? CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations)).TopFeature(prompted, PromptPositions.Last, ct: ct).Index;
+            int f = feature ?? CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations)).TopFeature(prompted, PromptPositions.Last, cancellationToken: ct).Index;
             var positions = positionsArg switch
             {
                 "all" => PositionSelector.All,

@@ -42,6 +42,21 @@ public sealed class ActivationCache : IReadOnlyDictionary<string, torch.Tensor>,
         }
     }
 
+    /// <summary>
+    /// The model's short-name resolver (TransformerLens <c>get_act_name</c>), set by the model that filled the cache;
+    /// used by <see cref="this[string, int]"/>.
+    /// </summary>
+    public Func<string, int?, string?, string>? Naming { get; set; }
+
+    /// <summary>TransformerLens's <c>cache["resid_post", 12]</c>: the activation of a short name at a layer.</summary>
+    /// <param name="name">Short name, e.g. <c>resid_post</c>, <c>pattern</c>, <c>post</c>.</param>
+    /// <param name="layer">The block.</param>
+    /// <exception cref="InvalidOperationException">The cache has no <see cref="Naming"/> (it was not filled by a model that names its hooks).</exception>
+    /// <exception cref="KeyNotFoundException">Nothing was recorded under the resolved name.</exception>
+    public torch.Tensor this[string name, int layer] =>
+        this[(Naming ?? throw new InvalidOperationException(
+            $"This cache cannot resolve ('{name}', {layer}): it has no Naming (set by the model in RunWithCache); use the full hook name."))(name, layer, null)];
+
     /// <inheritdoc/>
     public bool ContainsKey(string key) => _tensors.ContainsKey(key);
 

@@ -182,7 +182,7 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
     /// <returns>The output and the cache; the caller disposes the cache.</returns>
     public (TOutput Output, ActivationCache Cache) RunWithCache(TInput input, Func<string, bool>? namesFilter = null, torch.Device? device = null, int? stopAtLayer = null, IEnumerable<HookSpec>? hooks = null)
     {
-        var cache = new ActivationCache();
+        var cache = new ActivationCache { Naming = (this as IActNameResolver) is { } names ? names.GetActName : null };
         var record = new List<HookSpec>();
         foreach (var name in _hookNames)
         {

@@ -22,8 +22,11 @@ namespace LlavaInterp.Models.Gemma;
 /// call <see cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken, IProgress{WeightLoadProgress})"/>,
 /// <see cref="InitializeWeights"/> or use <see cref="FromPretrained"/>.
 /// </remarks>
-public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>
+public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IActNameResolver
 {
+    /// <inheritdoc cref="GemmaActNames.GetActName"/>
+    public string GetActName(string name, int? layer = null, string? layerType = null) => GemmaActNames.GetActName(name, layer, layerType);
+
     [ComponentName(Name = "model")]
     private readonly GemmaModel _model;
 

@@ -17,7 +17,7 @@ namespace LlavaInterp.Sae;
 public sealed record SaeConfig
 {
     /// <summary>Known values of <see cref="Architecture"/>.</summary>
-    public static IReadOnlyList<string> Architectures { get; } = ["standard", "gated", "jumprelu", "topk"];
+    public static IReadOnlyList<string> Architectures { get; } = ["standard", "gated", "jumprelu", "topk", "batchtopk", "matryoshka_batchtopk"];
 
     /// <summary>Known values of <see cref="ActivationFn"/>.</summary>
     public static IReadOnlyList<string> ActivationFns { get; } = ["relu", "tanh-relu", "topk"];
@@ -214,7 +214,7 @@ public sealed record SaeConfig
             throw new ConfigException(source, null, $"expected a JSON object, found {root?.GetValueKind().ToString() ?? "null"}.");
         }
 
-        Upgrade(obj);
+        Upgrade(obj, source);
         foreach (var (key, value) in overrides ?? new Dictionary<string, string>())
         {
             obj[key] = value;
@@ -236,8 +236,46 @@ public sealed record SaeConfig
     /// <summary>Serializes the configuration in SAELens's <c>cfg.json</c> form (extra keys included).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, new JsonSerializerOptions(HfConfigLoader.Options) { WriteIndented = true });
 
-    private static void Upgrade(JsonObject obj)
+    private static void Upgrade(JsonObject obj, string source)
     {
+        // SAELens 6 writes the run's metadata (model_name, hook_name, neuronpedia_id, ...) nested under "meta"
+        // (SAEConfig.to_dict; "metadata" in some writers); top-level keys keep precedence over nested ones.
+        foreach (string nest in new[] { "meta", "metadata" })
+        {
+            if (obj[nest] is JsonObject meta)
+            {
+                obj.Remove(nest);
+                foreach (var (key, value) in meta.ToList())
+                {
+                    // A null means "not recorded": SAELens's default (or the hook name, for the layer) applies.
+                    if (value is not null && (!obj.ContainsKey(key) || obj[key] is null))
+                    {
+                        meta.Remove(key);
+                        obj[key] = value;
+                    }
+                }
+            }
+        }
+
+        // BatchTopK SAEs run as JumpReLU at inference (SAELens saves them so); their "k" is a float batch average,
+        // a training setting, kept under another name so it is not read as a TopK k.
+        if (obj["architecture"]?.GetValueKind() == JsonValueKind.String
+            && obj["architecture"]!.GetValue<string>() is "batchtopk" or "matryoshka_batchtopk" && obj["k"] is { } batchK)
+        {
+            obj.Remove("k");
+            obj["batchtopk_k"] = batchK;
+        }
+
+        if (obj["rescale_acts_by_decoder_norm"]?.GetValueKind() == JsonValueKind.True)
+        {
+            throw new ConfigException(source, "rescale_acts_by_decoder_norm", "is true; TopK SAEs that rescale activations by the decoder norm are not supported (fold the norm into W_enc first).");
+        }
+
+        if (obj["reshape_activations"]?.GetValueKind() == JsonValueKind.String && obj["reshape_activations"]!.GetValue<string>() != "none")
+        {
+            throw new ConfigException(source, "reshape_activations", $"'{obj["reshape_activations"]!.GetValue<string>()}' is not supported (only 'none').");
+        }
+
         foreach (var (oldKey, newKey) in Renames)
         {
             if (obj.ContainsKey(oldKey))

@@ -26,7 +26,7 @@ public sealed record SaeRelease(string Release, string RepoId, string Model, IRe
     /// <exception cref="SaeException">The release has no SAE of that id (the message lists the valid ids).</exception>
     public SaeReleaseEntry Get(string saeId) =>
         Saes.FirstOrDefault(s => s.Id == saeId)
-        ?? throw new SaeException(null, $"release '{Release}' has no SAE '{saeId}'. Valid ids: {string.Join(", ", Saes.Select(s => s.Id))}.");
+        ?? throw new SaeException(null, $"release '{Release}' has no SAE '{saeId}'.{SaeReleases.DidYouMean(saeId, Saes.Select(s => s.Id))} Valid ids: {string.Join(", ", Saes.Select(s => s.Id))}.");
 }
 
 /// <summary>
@@ -59,18 +59,96 @@ public static class SaeReleases
         ],
         new Dictionary<string, string> { ["dataset_path"] = "Skylion007/openwebtext" });
 
-    /// <summary>Every known release by id.</summary>
-    public static IReadOnlyDictionary<string, SaeRelease> All { get; } = new Dictionary<string, SaeRelease>(StringComparer.Ordinal)
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, SaeRelease> Registry = new(
+        new Dictionary<string, SaeRelease> { [Gemma2bResJb.Release] = Gemma2bResJb, [Gemma2bItResJb.Release] = Gemma2bItResJb },
+        StringComparer.Ordinal);
+
+    /// <summary>Every known release by id: the built-in ones plus those added by <see cref="Register"/> or <see cref="LoadPretrainedSaesYaml"/>.</summary>
+    public static IReadOnlyDictionary<string, SaeRelease> All => Registry;
+
+    /// <summary>Adds a release (or replaces the one with the same id) so <see cref="SparseAutoencoder.FromPretrainedAsync"/> knows it.</summary>
+    /// <param name="release">The release.</param>
+    public static void Register(SaeRelease release)
     {
-        [Gemma2bResJb.Release] = Gemma2bResJb,
-        [Gemma2bItResJb.Release] = Gemma2bItResJb,
-    };
+        ArgumentNullException.ThrowIfNull(release);
+        ArgumentException.ThrowIfNullOrWhiteSpace(release.Release, nameof(release));
+        Registry[release.Release] = release;
+    }
 
-    /// <summary>The release of that id.</summary>
-    /// <exception cref="SaeException">Unknown release (the message lists the known ones).</exception>
+    /// <summary>
+    /// Reads SAELens's <c>pretrained_saes.yaml</c> (releases at the top level, or under <c>SAE_LOOKUP</c> as in older
+    /// versions) and registers every release in it. Only <c>repo_id</c>, <c>model</c>, <c>config_overrides</c> and each
+    /// SAE's <c>id</c>, <c>path</c>, <c>neuronpedia</c> and <c>norm_scaling_factor</c> are read.
+    /// </summary>
+    /// <param name="path">The YAML file.</param>
+    /// <returns>The releases read.</returns>
+    /// <exception cref="SaeException">The file is missing or not in that layout (the message names file and line).</exception>
+    public static IReadOnlyList<SaeRelease> LoadPretrainedSaesYaml(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path))
+        {
+            throw new SaeException(null, $"{path}: file not found.");
+        }
+
+        var releases = PretrainedSaesYaml.Parse(File.ReadAllText(path), path);
+        foreach (var r in releases)
+        {
+            Register(r);
+        }
+
+        return releases;
+    }
+
+    /// <summary>The release with that id.</summary>
+    /// <exception cref="SaeException">Unknown release; the message suggests the closest known ids.</exception>
     public static SaeRelease Get(string release) =>
-        All.TryGetValue(release, out var r) ? r : throw new SaeException(null, $"unknown SAE release '{release}'. Known: {string.Join(", ", All.Keys)}.");
+        Registry.TryGetValue(release, out var r)
+            ? r
+            : throw new SaeException(null, $"unknown SAE release '{release}'.{DidYouMean(release, Registry.Keys)} Known: {string.Join(", ", Registry.Keys.Order(StringComparer.Ordinal))}.");
 
-    /// <summary>The norm scaling factor of one SAE, or null when the release does not list one.</summary>
+    /// <summary>The norm scaling factor of an SAE of a known release, or null.</summary>
     public static double? NormScalingFactor(string release, string saeId) => Get(release).Get(saeId).NormScalingFactor;
+
+    /// <summary>The known release ids close to a misspelled one (edit distance at most a third of its length), closest first.</summary>
+    /// <param name="release">The id as typed.</param>
+    public static IReadOnlyList<string> Suggest(string release) => Closest(release, Registry.Keys);
+
+    internal static string DidYouMean(string typed, IEnumerable<string> known)
+    {
+        var close = Closest(typed, known);
+        return close.Count == 0 ? "" : $" Did you mean {string.Join(" or ", close.Select(c => $"'{c}'"))}?";
+    }
+
+    private static List<string> Closest(string typed, IEnumerable<string> known)
+    {
+        int limit = Math.Max(2, typed.Length / 3);
+        return known.Select(k => (k, d: Distance(typed.ToLowerInvariant(), k.ToLowerInvariant())))
+            .Where(x => x.d <= limit)
+            .OrderBy(x => x.d).ThenBy(x => x.k, StringComparer.Ordinal)
+            .Take(3).Select(x => x.k).ToList();
+    }
+
+    private static int Distance(string a, string b)
+    {
+        var prev = new int[b.Length + 1];
+        var cur = new int[b.Length + 1];
+        for (int j = 0; j <= b.Length; j++)
+        {
+            prev[j] = j;
+        }
+
+        for (int i = 1; i <= a.Length; i++)
+        {
+            cur[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                cur[j] = Math.Min(Math.Min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+            }
+
+            (prev, cur) = (cur, prev);
+        }
+
+        return prev[b.Length];
+    }
 }

@@ -89,6 +89,14 @@ public sealed partial class SparseAutoencoder
             throw new ArgumentException($"SAE release '{release}' needs an SAE id: pass it as saeId or as '{release}/<sae_id>'.", nameof(saeId));
         }
 
+        // A near miss of a known release is a typo, not a repo id to ask the network about.
+        if (!SaeReleases.All.ContainsKey(release) && SaeReleases.Suggest(release) is { Count: > 0 } close)
+        {
+            throw new ArgumentException(
+                $"unknown SAE release '{release}', did you mean {string.Join(" or ", close.Select(c => $"'{c}'"))}? Known releases: {string.Join(", ", SaeReleases.All.Keys.Order(StringComparer.Ordinal))}.",
+                nameof(folderOrReleaseOrRepo));
+        }
+
         using var client = new HubClient(hub ?? HubOptions.FromEnvironment());
         if (SaeReleases.All.TryGetValue(release, out var known) && id is not null)
         {

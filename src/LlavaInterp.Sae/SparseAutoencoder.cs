@@ -721,7 +721,7 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
     {
         var architecture = config.Architecture switch
         {
-            "jumprelu" => SaeArchitecture.JumpRelu,
+            "jumprelu" or "batchtopk" or "matryoshka_batchtopk" => SaeArchitecture.JumpRelu,
             "gated" => SaeArchitecture.Gated,
             "topk" => SaeArchitecture.TopK,
             _ => config.ActivationFn == "topk" ? SaeArchitecture.TopK : SaeArchitecture.Standard,
@@ -749,6 +749,21 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
         if (architecture == SaeArchitecture.JumpRelu)
         {
             expected.Add(("threshold", [dSae]));
+
+            // A BatchTopK training checkpoint holds one global "topk_threshold"; SAELens turns it into the JumpReLU
+            // threshold (the same value for every feature) when it saves for inference.
+            if (!weights.ContainsKey("threshold") && weights.Remove("topk_threshold", out var global))
+            {
+                using (global)
+                {
+                    if (global.numel() != 1)
+                    {
+                        throw error("topk_threshold", $"has shape [{Shape(global)}]; a BatchTopK threshold is one number.");
+                    }
+
+                    weights["threshold"] = torch.full([dSae], global.to(ScalarType.Float64).item<double>(), dtype: global.dtype);
+                }
+            }
         }
 
         // SAELens read_sae_from_disk: an all-ones "scaling_factor" is a leftover and is dropped; any other is the fine-tuning scale.

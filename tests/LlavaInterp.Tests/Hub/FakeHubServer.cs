@@ -82,6 +82,12 @@ public sealed class FakeHubServer : IDisposable
     /// <summary>Old repo ids that redirect (relative 307) to <see cref="RepoId"/>.</summary>
     public ConcurrentDictionary<string, bool> RenamedFrom { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Plain files served by GET at their exact path (e.g. <c>/v1/m/s/explanations/batch-0.jsonl.gz</c>), outside the Hub
+    /// layout and without a token check: a dataset bucket or JSON API on the same server. Unknown paths answer 404.
+    /// </summary>
+    public ConcurrentDictionary<string, byte[]> PlainFiles { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Every request received, in arrival order.</summary>
     public ConcurrentQueue<HubRequest> Requests { get; } = new();
 
@@ -210,6 +216,16 @@ public sealed class FakeHubServer : IDisposable
         {
             // The CDN: signed URLs in real life, so no token check.
             await ServeBodyAsync(ctx, lfsPath);
+            return;
+        }
+
+        string plainPath = raw.Split('?')[0];
+        if (PlainFiles.TryGetValue(plainPath, out byte[]? plain))
+        {
+            res.StatusCode = 200;
+            res.ContentLength64 = plain.Length;
+            await res.OutputStream.WriteAsync(plain);
+            res.Close();
             return;
         }
 

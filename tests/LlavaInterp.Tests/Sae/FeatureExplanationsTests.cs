@@ -1,6 +1,6 @@
 using LlavaInterp.Analysis;
-using System.Net;
-using System.Net.Sockets;
+using LlavaInterp.Hub;
+using LlavaInterp.Tests.Hub;
 using LlavaInterp.Sae;
 using LlavaInterp.Tests.Support;
 
@@ -47,7 +47,7 @@ public sealed class FeatureExplanationsTests
     }
 
     [Theory]
-    [InlineData("{\"index\": \"1\"}", "array")]
+    [InlineData("{\"index\": \"1\"}", "description")]
     [InlineData("[{\"index\": \"one\", \"description\": \"x\"}]", "index")]
     [InlineData("[{\"index\": \"-1\", \"description\": \"x\"}]", "index")]
     [InlineData("[{\"description\": \"x\"}]", "index")]
@@ -69,119 +69,168 @@ public sealed class FeatureExplanationsTests
         Assert.Contains("not found", Assert.Throws<FeatureExplanationsException>(() => FeatureExplanations.Load(dir.File("none.json"))).Message);
     }
 
+    private static string NeuronpediaFixture(params string[] parts) =>
+        Path.Combine([AppContext.BaseDirectory, "fixtures", "neuronpedia", .. parts]);
+
+    private static string BatchFolder => NeuronpediaFixture("v1", "tiny-llava-gemma", "2-res-tiny256", "explanations");
+
+    private static FakeHubServer NeuronpediaServer()
+    {
+        var server = new FakeHubServer("someone/none", new Dictionary<string, byte[]>());
+        foreach (var f in Directory.EnumerateFiles(NeuronpediaFixture(), "*", SearchOption.AllDirectories))
+        {
+            // The feature API answers at api/feature/{model}/{source}/{index}; the fixture file adds ".json".
+            string rel = "/" + Path.GetRelativePath(NeuronpediaFixture(), f).Replace(Path.DirectorySeparatorChar, '/');
+            server.PlainFiles[rel.StartsWith("/api/", StringComparison.Ordinal) ? rel[..^".json".Length] : rel] = File.ReadAllBytes(f);
+        }
+
+        return server;
+    }
+
+    private static HubClient Client(FakeHubServer server, TempDir cache, bool offline = false) =>
+        new(new HubOptions { CacheDir = Path.Combine(cache.Path, "huggingface", "hub"), Endpoint = server.Url, Offline = offline });
+
+    private static NeuronpediaOptions At(FakeHubServer server) => new() { DatasetsUrl = server.Url, ApiUrl = server.Url };
+
     [Fact]
-    public async Task LoadAsyncDownloadsOnceAndCaches()
+    public void BulkExportBatchesFolderAndFileListEqualTheOldArray()
+    {
+        var array = FeatureExplanations.Load(SaeFixture.ExplanationsFile);
+        var folder = FeatureExplanations.Load(BatchFolder);
+        var files = FeatureExplanations.Load([Path.Combine(BatchFolder, "batch-0.jsonl.gz"), Path.Combine(BatchFolder, "batch-1.jsonl.gz")]);
+        var one = FeatureExplanations.Load(Path.Combine(BatchFolder, "batch-1.jsonl.gz"));
+
+        Assert.Equal(array.All, folder.All);
+        Assert.Equal(array.All, files.All);
+        Assert.True(one.Count > 0 && one.Count < array.Count);
+        Assert.All(one.Features, f => Assert.True(f >= 128)); // batch-1 holds features 128..255
+        Assert.Equal(array.Describe(219), one.Describe(219));
+    }
+
+    [Fact]
+    public void PlainJsonLinesAndOneFeatureAnswerParse()
     {
         using var dir = new TempDir();
-        using var server = new LocalServer();
-        server.Body = File.ReadAllText(SaeFixture.ExplanationsFile);
-        var url = new Uri(server.Prefix + "api/explanation/export?modelId=tiny&saeId=2-res-tiny256");
-        using var http = new HttpClient();
+        string jsonl = dir.File("batch-0.jsonl");
+        using (var gz = new System.IO.Compression.GZipStream(File.OpenRead(Path.Combine(BatchFolder, "batch-0.jsonl.gz")), System.IO.Compression.CompressionMode.Decompress))
+        using (var outFile = File.Create(jsonl))
+        {
+            gz.CopyTo(outFile);
+        }
 
-        var first = await FeatureExplanations.LoadAsync(url, dir.Path, http);
-        Assert.Equal(40, first.Count);
-        Assert.Equal(1, server.Requests);
-        string cached = FeatureExplanations.CachePath(url, dir.Path);
-        Assert.True(File.Exists(cached));
-        Assert.Equal(server.Body, File.ReadAllText(cached));
+        Assert.Equal(FeatureExplanations.Load(Path.Combine(BatchFolder, "batch-0.jsonl.gz")).All, FeatureExplanations.Load(jsonl).All);
 
-        server.Body = "[]";
-        var second = await FeatureExplanations.LoadAsync(url, dir.Path, http);
-        Assert.Equal(1, server.Requests);
-        Assert.Equal("newline characters", second.Describe(219));
-        Assert.Single(Directory.GetFiles(dir.Path));
+        var feature = FeatureExplanations.Load(NeuronpediaFixture("api", "feature", "tiny-llava-gemma", "2-res-tiny256", "219.json"));
+        var entry = Assert.Single(feature.All);
+        Assert.Equal(Assert.Single(FeatureExplanations.Load(SaeFixture.ExplanationsFile).Entries(219)), entry);
+    }
 
-        // Another URL is another cache entry.
-        Assert.NotEqual(cached, FeatureExplanations.CachePath(new Uri(server.Prefix + "api/explanation/export?modelId=tiny&saeId=3-res"), dir.Path));
+    [Theory]
+    [InlineData("{\"index\": \"1\", \"description\": \"a\"}\n\n{\"index\": \"2\"}\n", 3, "description")]
+    [InlineData("{\"index\": \"1\", \"description\": \"a\"}\n{\"index\": \"2\", \"description\": \"b\"\n", 2, "JSON")]
+    [InlineData("{\"index\": \"x\", \"description\": \"a\"}\n", 1, "index")]
+    [InlineData("[1]\n", null, "object")]
+    public void BadJsonLinesNameFileAndLine(string text, int? line, string mention)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("batch-7.jsonl");
+        File.WriteAllText(path, text);
+        var ex = Assert.Throws<FeatureExplanationsException>(() => FeatureExplanations.Load(path));
+        Assert.Equal(path, ex.Location);
+        Assert.Equal(line, ex.Line);
+        Assert.Contains(path, ex.Message);
+        Assert.Contains(mention, ex.Message);
+        if (line is not null)
+        {
+            Assert.Contains($"line {line}", ex.Message);
+        }
+
+        File.WriteAllBytes(path, [0x1f, 0x8b, 1, 2, 3]);
+        Assert.Contains("gzip", Assert.Throws<FeatureExplanationsException>(() => FeatureExplanations.Load(path)).Message);
+    }
+
+    [Fact]
+    public async Task BulkExportDownloadsEveryBatchOnceThroughTheHubClientAndNextToTheHfCache()
+    {
+        using var cache = new TempDir();
+        using var server = NeuronpediaServer();
+        using var hub = Client(server, cache);
+
+        var got = await FeatureExplanations.DownloadAsync("tiny-llava-gemma", "2-res-tiny256", hub, At(server));
+        Assert.Equal(FeatureExplanations.Load(SaeFixture.ExplanationsFile).All, got.All);
+        // batch-0, batch-1, then the 404 of batch-2 that ends the set.
+        Assert.Equal(3, server.Count("GET"));
+        string folder = Path.Combine(cache.Path, "huggingface", "neuronpedia", "v1", "tiny-llava-gemma", "2-res-tiny256", "explanations");
+        Assert.Equal(FeatureExplanations.DefaultCacheDirectory(hub.Options), Path.Combine(cache.Path, "huggingface", "neuronpedia"));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(BatchFolder, "batch-1.jsonl.gz")), File.ReadAllBytes(Path.Combine(folder, "batch-1.jsonl.gz")));
+
+        // A completed set makes no request again, offline included.
+        using var offline = Client(server, cache, offline: true);
+        Assert.Equal(got.All, (await FeatureExplanations.DownloadAsync("tiny-llava-gemma", "2-res-tiny256", offline, At(server))).All);
+        Assert.Equal(3, server.Count("GET"));
+
+        // The folder URL layout and the removed export endpoint's address both mean the bulk export.
+        var byUrl = await FeatureExplanations.LoadAsync(new Uri(server.Url + "/v1/tiny-llava-gemma/2-res-tiny256/explanations/"), hub, Path.Combine(cache.Path, "other"));
+        Assert.Equal(got.All, byUrl.All);
+        Assert.True(NeuronpediaSourceReads("https://www.neuronpedia.org/api/explanation/export?modelId=gemma-2-2b&saeId=12-gemmascope-res-16k"));
+    }
+
+    private static bool NeuronpediaSourceReads(string url)
+    {
+        using var cache = new TempDir();
+        using var hub = new HubClient(new HubOptions { CacheDir = cache.Path, Offline = true });
+        // Offline and uncached, so the bulk-export path must be taken and refuse without any network use.
+        var ex = Assert.ThrowsAsync<FeatureExplanationsException>(() => FeatureExplanations.LoadAsync(new Uri(url), hub, cache.Path)).GetAwaiter().GetResult();
+        return ex.Location.EndsWith("/v1/gemma-2-2b/12-gemmascope-res-16k/explanations/batch-0.jsonl.gz", StringComparison.Ordinal)
+            && ex.InnerException is HubOfflineException;
+    }
+
+    [Fact]
+    public async Task OneFeatureLookupAndSingleFileUrlsAreCached()
+    {
+        using var cache = new TempDir();
+        using var server = NeuronpediaServer();
+        using var hub = Client(server, cache);
+
+        var feature = await FeatureExplanations.LoadFeatureAsync("tiny-llava-gemma", "2-res-tiny256", 219, hub, At(server));
+        Assert.Equal("newline characters", feature.Describe(219));
+        Assert.Equal(1, server.Count("GET"));
+        Assert.Equal(feature.All, (await FeatureExplanations.LoadFeatureAsync("tiny-llava-gemma", "2-res-tiny256", 219, hub, At(server))).All);
+        Assert.Equal(1, server.Count("GET"));
+
+        var url = new Uri(server.Url + "/v1/tiny-llava-gemma/2-res-tiny256/explanations/batch-1.jsonl.gz");
+        var batch = await FeatureExplanations.LoadAsync(url, hub, cache.Path);
+        Assert.Equal(FeatureExplanations.Load(Path.Combine(BatchFolder, "batch-1.jsonl.gz")).All, batch.All);
+        Assert.True(File.Exists(FeatureExplanations.CachePath(url, cache.Path)));
+        await FeatureExplanations.LoadAsync(url, hub, cache.Path);
+        Assert.Equal(2, server.Count("GET"));
     }
 
     [Fact]
     public async Task FailedOrInvalidDownloadsLeaveNoCacheFile()
     {
-        using var dir = new TempDir();
-        using var server = new LocalServer();
-        using var http = new HttpClient();
-        var url = new Uri(server.Prefix + "export.json");
+        using var cache = new TempDir();
+        using var server = NeuronpediaServer();
+        using var hub = Client(server, cache);
+        string root = Path.Combine(cache.Path, "np");
 
-        server.Status = HttpStatusCode.NotFound;
-        var notFound = await Assert.ThrowsAsync<FeatureExplanationsException>(() => FeatureExplanations.LoadAsync(url, dir.Path, http));
+        var missing = await Assert.ThrowsAsync<FeatureExplanationsException>(() => FeatureExplanations.DownloadAsync("tiny-llava-gemma", "9-none", hub, At(server), root));
+        Assert.Contains("404", missing.Message);
+        Assert.Contains("9-none", missing.Location);
+
+        var notFound = await Assert.ThrowsAsync<FeatureExplanationsException>(() => FeatureExplanations.LoadAsync(new Uri(server.Url + "/export.json"), hub, root));
         Assert.Contains("404", notFound.Message);
-        Assert.Equal(url.ToString(), notFound.Location);
+        Assert.Equal(server.Url + "/export.json", notFound.Location);
 
-        server.Status = HttpStatusCode.OK;
-        server.Body = "<html>not json</html>";
-        await Assert.ThrowsAsync<FeatureExplanationsException>(() => FeatureExplanations.LoadAsync(url, dir.Path, http));
-        Assert.Empty(Directory.GetFiles(dir.Path));
+        server.PlainFiles["/bad.jsonl"] = System.Text.Encoding.UTF8.GetBytes("<html>not json</html>");
+        var bad = await Assert.ThrowsAsync<FeatureExplanationsException>(() => FeatureExplanations.LoadAsync(new Uri(server.Url + "/bad.jsonl"), hub, root));
+        Assert.Equal(1, bad.Line);
 
         using var cts = new CancellationTokenSource();
         cts.Cancel();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => FeatureExplanations.LoadAsync(url, dir.Path, http, cts.Token));
-        Assert.Empty(Directory.GetFiles(dir.Path));
-        await Assert.ThrowsAsync<ArgumentException>(() => FeatureExplanations.LoadAsync(new Uri("file:///tmp/x.json"), dir.Path, http));
-    }
-
-    /// <summary>An HTTP server on 127.0.0.1 that serves one body to every request.</summary>
-    private sealed class LocalServer : IDisposable
-    {
-        private readonly HttpListener _listener = new();
-        private readonly Task _loop;
-        private int _requests;
-
-        public LocalServer()
-        {
-            var probe = new TcpListener(IPAddress.Loopback, 0);
-            probe.Start();
-            int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-            probe.Stop();
-            Prefix = $"http://127.0.0.1:{port}/";
-            _listener.Prefixes.Add(Prefix);
-            _listener.Start();
-            _loop = Task.Run(Serve);
-        }
-
-        public string Prefix { get; }
-
-        public string Body { get; set; } = "[]";
-
-        public HttpStatusCode Status { get; set; } = HttpStatusCode.OK;
-
-        public int Requests => Volatile.Read(ref _requests);
-
-        public void Dispose()
-        {
-            _listener.Stop();
-            _listener.Close();
-            try
-            {
-                _loop.Wait(TimeSpan.FromSeconds(5));
-            }
-            catch (AggregateException)
-            {
-            }
-        }
-
-        private async Task Serve()
-        {
-            while (_listener.IsListening)
-            {
-                HttpListenerContext ctx;
-                try
-                {
-                    ctx = await _listener.GetContextAsync();
-                }
-                catch (Exception ex) when (ex is HttpListenerException or ObjectDisposedException or InvalidOperationException)
-                {
-                    return;
-                }
-
-                Interlocked.Increment(ref _requests);
-                var bytes = System.Text.Encoding.UTF8.GetBytes(Body);
-                ctx.Response.StatusCode = (int)Status;
-                ctx.Response.ContentType = "application/json";
-                ctx.Response.ContentLength64 = bytes.Length;
-                await ctx.Response.OutputStream.WriteAsync(bytes);
-                ctx.Response.Close();
-            }
-        }
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => FeatureExplanations.LoadAsync(new Uri(server.Url + "/bad.jsonl"), hub, root, cancellationToken: cts.Token));
+        Assert.False(Directory.Exists(root) && Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Any());
+        await Assert.ThrowsAsync<ArgumentException>(() => FeatureExplanations.LoadAsync(new Uri("file:///tmp/x.json"), hub, root));
+        await Assert.ThrowsAsync<ArgumentException>(() => FeatureExplanations.DownloadAsync("../x", "s", hub, At(server), root));
     }
 }
