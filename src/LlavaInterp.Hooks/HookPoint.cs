@@ -31,6 +31,12 @@ public sealed class HookPoint : torch.nn.Module<torch.Tensor, torch.Tensor>
     /// <summary>Whether any model-level hook is attached here (scoped hooks are not counted).</summary>
     public bool HasModelHooks => !_modelHooks.IsEmpty;
 
+    /// <summary>
+    /// Whether a call would run any hook now (model hooks, or hooks of an active scope such as a cache or
+    /// <c>RunWithHooks</c>). Models use it to take a fused path that never materialises this activation.
+    /// </summary>
+    public bool IsActive => !_modelHooks.IsEmpty || (HookScope.AnyActive && !HookScope.HooksFor(this).IsEmpty);
+
     /// <inheritdoc/>
     public override torch.Tensor forward(torch.Tensor input)
     {
