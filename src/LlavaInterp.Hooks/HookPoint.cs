@@ -33,7 +33,7 @@ public sealed class HookPoint : torch.nn.Module<torch.Tensor, torch.Tensor>
 
     /// <summary>
     /// Whether a hook would fire here now: a model hook, or a hook of a scope open in the calling flow. Lets a module skip
-    /// work that only hooks could change.
+    /// work that only hooks could change, or take a fused path that never materialises this activation.
     /// </summary>
     public bool IsHooked => !_modelHooks.IsEmpty || (HookScope.AnyActive && !HookScope.HooksFor(this).IsEmpty);
 

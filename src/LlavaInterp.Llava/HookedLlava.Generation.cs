@@ -89,7 +89,8 @@ public sealed partial class HookedLlava
         var finished = new bool[batch];
         using var sampler = new TokenSampler(options);
         using var noGrad = inference_mode();
-        using var cache = _languageModel.CreateCache();
+        // Sized for the whole run up front: the cache never grows (no copy of the prompt's keys/values per growth).
+        using var cache = _languageModel.CreateCache(prefill.InputIds.shape[1] + options.MaxNewTokens);
         var mask = (prefill.AttentionMask ?? ones_like(prefill.InputIds)).to(ScalarType.Int64, Device).DetachFromDisposeScope();
         try
         {

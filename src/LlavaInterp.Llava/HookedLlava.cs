@@ -154,6 +154,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
                 StopAtLayer = input.StopAtLayer,
                 ComputeLogits = input.ComputeLogits,
                 LogitsToKeep = input.LogitsToKeep,
+                CheckFinite = input.CheckFinite,
             });
         }
     }

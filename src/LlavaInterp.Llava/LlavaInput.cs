@@ -30,6 +30,9 @@ public sealed record LlavaInput
     /// <summary>Only compute logits for the last k positions (0 = all).</summary>
     public int LogitsToKeep { get; init; }
 
+    /// <summary>Check the logits for NaN/infinity and name the first non-finite stream (see <see cref="GemmaInput.CheckFinite"/>); off by default.</summary>
+    public bool CheckFinite { get; init; }
+
     /// <summary>The input for a prepared prompt.</summary>
     public static LlavaInput From(LlavaPrompt prompt) =>
         new() { InputIds = prompt.InputIds, PixelValues = prompt.PixelValues, AttentionMask = prompt.AttentionMask };

@@ -93,13 +93,24 @@ internal sealed class ClipAttention : torch.nn.Module<torch.Tensor, torch.Tensor
         var k = _hookK.call(_kProj.call(hidden).view(batch, pos, _heads, _headDim));
         var v = _hookV.call(_vProj.call(hidden).view(batch, pos, _heads, _headDim));
 
-        // HF scales the projected queries (not the scores); doing the same keeps the rounding identical.
-        var qh = (q * _scale).transpose(1, 2);                       // [batch, head, pos, d_head]
         var kh = k.transpose(1, 2);
         var vh = v.transpose(1, 2);
-        var scores = _hookAttnScores.call(torch.matmul(qh, kh.transpose(-1, -2)));
-        var pattern = _hookPattern.call(torch.softmax(scores, -1));
-        var z = _hookZ.call(torch.matmul(pattern, vh).transpose(1, 2)); // [batch, pos, head, d_head]
+        torch.Tensor attended;
+        if (!_hookAttnScores.IsHooked && !_hookPattern.IsHooked)
+        {
+            // Nobody looks at the scores or the pattern: libtorch's fused kernel (default scale head_dim^-0.5, as here).
+            attended = torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), kh, vh);
+        }
+        else
+        {
+            // HF scales the projected queries (not the scores); doing the same keeps the rounding identical.
+            var qh = (q * _scale).transpose(1, 2);                       // [batch, head, pos, d_head]
+            var scores = _hookAttnScores.call(torch.matmul(qh, kh.transpose(-1, -2)));
+            var pattern = _hookPattern.call(torch.softmax(scores, -1));
+            attended = torch.matmul(pattern, vh);
+        }
+
+        var z = _hookZ.call(attended.transpose(1, 2)); // [batch, pos, head, d_head]
         return _outProj.call(z.reshape(batch, pos, -1)).MoveToOuterDisposeScope();
     }
 }

@@ -21,7 +21,9 @@ namespace LlavaInterp.Models.Gemma;
 /// [batch, pos, kv_heads, head_dim] (after RoPE; the cache stores what <c>hook_rot_k</c>/<c>hook_v</c> return);
 /// <c>hook_attn_scores</c> [batch, heads, pos, past+pos] (scaled and masked, before softmax);
 /// <c>hook_pattern</c> [batch, heads, pos, past+pos]; <c>hook_z</c> [batch, pos, heads, head_dim] (pattern·V, before
-/// <c>o_proj</c>).
+/// <c>o_proj</c>). While neither <c>hook_attn_scores</c> nor <c>hook_pattern</c> is hooked or cached, attention runs
+/// through libtorch's fused <c>scaled_dot_product_attention</c> (equal to eager within float rounding) and those two
+/// activations are never materialised.
 /// </remarks>
 internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tensor>
 {
@@ -152,29 +154,61 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
         }
 
         long s = keys.shape[2];
+        Tensor z;
+        if (!_hookAttnScores.IsHooked && !_hookPattern.IsHooked)
+        {
+            // Nobody looks at the scores or the pattern: libtorch's fused kernel (its default scale 1/sqrt(head_dim)
+            // is this model's scaling). It wants one key/value head per query head; the repeat copies only K/V.
+            var qh = q.transpose(1, 2);
+            var kh = RepeatKv(keys, groups);
+            var vh = RepeatKv(values, groups);
+            z = nn.functional.scaled_dot_product_attention(qh, kh, vh, context.Mask).transpose(1, 2);
+        }
+        else
+        {
+            z = EagerAttention(q, keys, values, context.Mask, b, t, s, groups, input.dtype);
+        }
+
+        z = _hookZ.call(z);
+        var output = _oProj.call(z.reshape(b, t, (long)NumHeads * HeadDim));
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The eager path, used whenever <c>hook_attn_scores</c> or <c>hook_pattern</c> is hooked or cached.</summary>
+    private Tensor EagerAttention(Tensor q, Tensor keys, Tensor values, Tensor? mask, long b, long t, long s, int groups, ScalarType dtype)
+    {
         // Grouped-query attention without materialising repeated K/V: the `groups` query heads that share a kv head
         // are stacked along the query axis ([b, kv, groups·t, d]) and multiplied with that kv head once.
         var queries = q.transpose(1, 2).reshape(b, NumKeyValueHeads, groups * t, HeadDim);
         var scores = matmul(queries, keys.transpose(2, 3)).mul(_scaling).view(b, NumHeads, t, s);
-        if (context.Mask is { } mask)
+        if (mask is not null)
         {
             scores = scores + mask;
         }
 
         scores = _hookAttnScores.call(scores);
         var pattern = nn.functional.softmax(scores, -1, ScalarType.Float32);
-        if (pattern.dtype != input.dtype)
+        if (pattern.dtype != dtype)
         {
-            pattern = pattern.to(input.dtype);
+            pattern = pattern.to(dtype);
         }
 
         pattern = _hookPattern.call(pattern);
-        var z = matmul(pattern.reshape(b, NumKeyValueHeads, groups * t, s), values)
+        return matmul(pattern.reshape(b, NumKeyValueHeads, groups * t, s), values)
             .view(b, NumHeads, t, HeadDim)
             .transpose(1, 2);
-        z = _hookZ.call(z);
-        var output = _oProj.call(z.reshape(b, t, (long)NumHeads * HeadDim));
-        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[b, kv, s, d] → [b, kv·groups, s, d], query head h reading kv head h / groups.</summary>
+    private static Tensor RepeatKv(Tensor x, int groups)
+    {
+        if (groups == 1)
+        {
+            return x;
+        }
+
+        long b = x.shape[0], kv = x.shape[1], s = x.shape[2], d = x.shape[3];
+        return x.unsqueeze(2).expand(b, kv, groups, s, d).reshape(b, kv * groups, s, d);
     }
 
     /// <summary>HF's <c>rotate_half</c>: <c>cat(-x[..., d/2:], x[..., :d/2])</c>.</summary>

@@ -53,6 +53,13 @@ public sealed record GemmaInput
     /// <summary>Compute logits only for the last this-many positions (0 = all, as HF's <c>num_logits_to_keep</c>).</summary>
     public int LogitsToKeep { get; init; }
 
+    /// <summary>
+    /// Check the logits for NaN/infinity and, when one is found, name the first non-finite residual stream
+    /// (<see cref="NonFiniteActivationException"/>). Off by default: the check reads every logit and waits for the
+    /// device on every forward pass (one float32 sum per block as well).
+    /// </summary>
+    public bool CheckFinite { get; init; }
+
     /// <summary>Convenience: a pass over token ids.</summary>
     public static GemmaInput FromIds(Tensor inputIds, Tensor? attentionMask = null, GemmaKvCache? cache = null) =>
         new() { InputIds = inputIds, AttentionMask = attentionMask, Cache = cache };

@@ -151,11 +151,11 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         var additive = BuildAdditiveMask(mask2d, b, t, past, DType, Device);
         var context = new GemmaLayerContext(cos, sin, additive, cache, past);
 
-        var checksums = new List<Tensor>(stop - start + 1) { Checksum(hidden) };
+        var checksums = input.CheckFinite ? new List<Tensor>(stop - start + 1) { Checksum(hidden) } : null;
         for (int i = start; i < stop; i++)
         {
             hidden = _layerArray[i].call(hidden, context);
-            checksums.Add(Checksum(hidden));
+            checksums?.Add(Checksum(hidden));
         }
 
         Tensor? last = null;
@@ -172,7 +172,7 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
             LastHiddenState = last is null ? null : HookResults.ReturnFrom(scope, last),
             Cache = cache,
             PastLength = past,
-            Checksums = stack(checksums).MoveToOuterDisposeScope(),
+            Checksums = checksums is null ? null : stack(checksums).MoveToOuterDisposeScope(),
             FirstLayer = start,
         };
     }

@@ -88,7 +88,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
 
     /// <summary>Runs the model. Hook contexts report the absolute position of the first new token.</summary>
     /// <exception cref="ArgumentException">Inconsistent input.</exception>
-    /// <exception cref="NonFiniteActivationException">The logits contain NaN or infinity.</exception>
+    /// <exception cref="NonFiniteActivationException">With <see cref="GemmaInput.CheckFinite"/>: the logits contain NaN or infinity.</exception>
     /// <exception cref="HookException">A hook failed.</exception>
     public override GemmaOutput forward(GemmaInput input)
     {
@@ -120,7 +120,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
             logits = logits.to(ScalarType.Float32);
         }
 
-        if (Device.type != DeviceType.META && !logits.isfinite().all().item<bool>())
+        if (input.CheckFinite && Device.type != DeviceType.META && !logits.isfinite().all().item<bool>())
         {
             throw Locate(checksums!, output.FirstLayer);
         }

@@ -117,7 +117,7 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
             model.Model.Layers[2].Mlp.DownProj.weight[0, 0].fill_(double.PositiveInfinity);
         }
 
-        var error = Assert.Throws<NonFiniteActivationException>(() => model.call(GemmaInput.FromIds(TinyGemma.TextIds)));
+        var error = Assert.Throws<NonFiniteActivationException>(() => model.call(GemmaInput.FromIds(TinyGemma.TextIds) with { CheckFinite = true }));
         Assert.Equal(2, error.Layer);
         Assert.Equal("blocks.2.hook_resid_post", error.Location);
         Assert.Contains("layer 2", error.Message);
@@ -129,12 +129,12 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
         using var scope = NewDisposeScope();
         using var model = TinyGemma.Load();
         var nan = HookSpec.ForName("blocks.1.hook_mlp_out", (x, _) => x * double.NaN);
-        var fromHook = Assert.Throws<NonFiniteActivationException>(() => model.RunWithHooks(GemmaInput.FromIds(TinyGemma.TextIds), nan));
+        var fromHook = Assert.Throws<NonFiniteActivationException>(() => model.RunWithHooks(GemmaInput.FromIds(TinyGemma.TextIds) with { CheckFinite = true }, nan));
         Assert.Equal(1, fromHook.Layer);
 
         var embeds = TinyGemma.ImageEmbeds.clone();
         embeds[0, 3, 5] = tensor(float.NaN);
-        var fromInput = Assert.Throws<NonFiniteActivationException>(() => model.call(new GemmaInput { InputsEmbeds = embeds }));
+        var fromInput = Assert.Throws<NonFiniteActivationException>(() => model.call(new GemmaInput { InputsEmbeds = embeds, CheckFinite = true }));
         Assert.Equal("hook_embed", fromInput.Location);
         Assert.Null(fromInput.Layer);
 
@@ -143,7 +143,7 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
             model.Model.Norm.Weight[7].fill_(double.PositiveInfinity);
         }
 
-        var fromHead = Assert.Throws<NonFiniteActivationException>(() => model.call(GemmaInput.FromIds(TinyGemma.TextIds)));
+        var fromHead = Assert.Throws<NonFiniteActivationException>(() => model.call(GemmaInput.FromIds(TinyGemma.TextIds) with { CheckFinite = true }));
         Assert.Equal("logits", fromHead.Location);
 
         // Without logits there is nothing to check, and the residual stream is returned as computed.
