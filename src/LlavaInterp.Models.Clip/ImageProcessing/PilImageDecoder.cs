@@ -9,19 +9,20 @@ using SixLabors.ImageSharp.PixelFormats;
 namespace LlavaInterp.Models.Clip;
 
 /// <summary>
-/// Decodes image files (PNG, JPEG, WebP, GIF, BMP, TIFF, TGA, PBM) with ImageSharp into what PIL's
-/// <c>Image.open</c> would hold. No colour management, gamma correction, EXIF rotation or alpha compositing is
-/// applied (PIL applies none of them either); only the first frame of an animation is read.
+/// Decodes image files (JPEG, PNG, WebP, GIF, BMP, TIFF, TGA, PBM) into what PIL's <c>Image.open</c> would hold.
+/// No colour management, gamma correction, EXIF rotation or alpha compositing is applied (PIL applies none of them
+/// either); only the first frame of an animation is read.
 /// </summary>
 /// <remarks>
+/// Each format goes to the decoder that reproduces Pillow 11 exactly on the parity corpus (tests/fixtures/pillow-corpus,
+/// docs/formats.md): JPEG, WebP, GIF and BMP through Skia (libjpeg-turbo and libwebp with Pillow's defaults, which
+/// also rejects truncated files where ImageSharp zero-fills them); PNG, TIFF, TGA and PBM through ImageSharp.
 /// PNG is reproduced sample for sample, including PIL's handling of 16-bit files: 16-bit grayscale becomes
 /// "I;16" (later clipped to 255 by <c>convert("RGB")</c>), 16-bit RGB/RGBA/LA keep the high byte of each
-/// sample (PIL unpacks them with its "…;16B" raw modes; 16-bit LA becomes RGBA as in PIL).
-/// Short PNG palettes are padded with black as PIL does. Checked sample-exact against Pillow 11.1.0 for PNG (1/2/4/8/16-bit
-/// gray, LA, RGB, RGBA, palette with and without tRNS), BMP, GIF, TIFF and lossless WebP.
-/// JPEG and lossy WebP go through ImageSharp's own decoders, not libjpeg-turbo / libwebp: 4:4:4 JPEGs land within
-/// ±2 levels of PIL, but 4:2:0 chroma is upsampled differently from libjpeg-turbo's "fancy" upsampling, so pixels
-/// next to sharp colour edges can differ by much more (smooth content: mean difference below half a level).
+/// sample (PIL unpacks them with its "…;16B" raw modes; 16-bit LA becomes RGBA as in PIL), and short palettes are
+/// padded with black as PIL does.
+/// Images of more than <see cref="MaxPixels"/> pixels are refused from their header, before pixels are allocated;
+/// truncated or corrupt data is an error, never zero-filled pixels.
 /// </remarks>
 public static class PilImageDecoder
 {
@@ -64,23 +65,6 @@ public static class PilImageDecoder
     public static DecodedImage Decode(Stream stream, string? sourceName = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        if (!stream.CanSeek)
-        {
-            // Identify-then-decode needs to rewind.
-            var buffer = new MemoryStream();
-            try
-            {
-                stream.CopyTo(buffer);
-            }
-            catch (IOException ex)
-            {
-                throw new ClipImageException(sourceName, $"cannot read image stream: {ex.Message}", ex);
-            }
-
-            buffer.Position = 0;
-            stream = buffer;
-        }
-
         return DecodeCore(stream, sourceName);
     }
 
@@ -92,38 +76,88 @@ public static class PilImageDecoder
         return config;
     }
 
+    /// <summary>Throws when a <paramref name="width"/> × <paramref name="height"/> image is empty or too large for PIL.</summary>
+    internal static void CheckSize(long width, long height, string? name)
+    {
+        if (width < 1 || height < 1)
+        {
+            throw new ClipImageException(name, $"image has an empty size {width}x{height}");
+        }
+
+        if (width * height > MaxPixels)
+        {
+            throw new ClipImageException(name, $"image size {width}x{height} exceeds the limit of {MaxPixels} pixels (PIL raises DecompressionBombError)");
+        }
+    }
+
     private static DecodedImage DecodeCore(Stream stream, string? name)
     {
-        long start = stream.Position;
+        byte[] bytes;
         try
         {
-            IImageInfo? info = Image.Identify(DecoderConfiguration, stream, out IImageFormat? identified);
+            var copy = new MemoryStream();
+            stream.CopyTo(copy);
+            bytes = copy.ToArray();
+        }
+        catch (IOException ex)
+        {
+            throw new ClipImageException(name, $"cannot read image: {ex.Message}", ex);
+        }
+
+        string? skiaFormat = SkiaFormatOf(bytes);
+        if (skiaFormat is not null)
+        {
+            try
+            {
+                return SkiaImageDecoder.Decode(bytes, name, skiaFormat);
+            }
+            catch (Exception ex) when (ex is not ClipImageException and not OperationCanceledException and not OutOfMemoryException)
+            {
+                throw new ClipImageException(name, $"cannot decode {skiaFormat} image: {ex.Message}", ex);
+            }
+        }
+
+        return DecodeWithImageSharp(bytes, name);
+    }
+
+    /// <summary>The Pillow format name of files that Skia decodes exactly as Pillow does, from their signature; else null.</summary>
+    private static string? SkiaFormatOf(ReadOnlySpan<byte> b)
+    {
+        if (b.Length >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+        {
+            return "JPEG";
+        }
+
+        if (b.Length >= 12 && b[..4].SequenceEqual("RIFF"u8) && b[8..12].SequenceEqual("WEBP"u8))
+        {
+            return "WEBP";
+        }
+
+        if (b.Length >= 6 && (b[..6].SequenceEqual("GIF87a"u8) || b[..6].SequenceEqual("GIF89a"u8)))
+        {
+            return "GIF";
+        }
+
+        return b.Length >= 2 && b[0] == (byte)'B' && b[1] == (byte)'M' ? "BMP" : null;
+    }
+
+    private static DecodedImage DecodeWithImageSharp(byte[] bytes, string? name)
+    {
+        try
+        {
+            IImageInfo? info = Image.Identify(DecoderConfiguration, bytes, out IImageFormat? identified);
             if (info is null || identified is null)
             {
-                throw new ClipImageException(name, "unrecognised image format (supported: PNG, JPEG, WebP, GIF, BMP, TIFF, TGA, PBM)");
+                throw new ClipImageException(name, "unrecognised image format (supported: JPEG, PNG, WebP, GIF, BMP, TIFF, TGA, PBM)");
             }
 
-            if (info.Width < 1 || info.Height < 1)
-            {
-                throw new ClipImageException(name, $"image has an empty size {info.Width}x{info.Height}");
-            }
-
-            if ((long)info.Width * info.Height > MaxPixels)
-            {
-                throw new ClipImageException(name, $"image size {info.Width}x{info.Height} exceeds the limit of {MaxPixels} pixels (PIL raises DecompressionBombError)");
-            }
-
-            stream.Position = start;
+            CheckSize(info.Width, info.Height, name);
             if (identified.Name == PngFormat.Instance.Name && info.Metadata.GetPngMetadata().ColorType == PngColorType.Palette)
             {
-                var copy = new MemoryStream();
-                stream.CopyTo(copy);
-                byte[]? padded = PngPalettePadding.PadIfShort(copy.ToArray());
-                stream = padded is null ? copy : new MemoryStream(padded);
-                stream.Position = 0;
+                bytes = PngPalettePadding.PadIfShort(bytes) ?? bytes;
             }
 
-            using Image image = Image.Load(DecoderConfiguration, stream, out IImageFormat format);
+            using Image image = Image.Load(DecoderConfiguration, bytes, out IImageFormat format);
             return Convert(image, format.Name);
         }
         catch (ClipImageException)

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.IO.Hashing;
 
 namespace LlavaInterp.Models.Clip;
 
@@ -9,7 +10,6 @@ namespace LlavaInterp.Models.Clip;
 internal static class PngPalettePadding
 {
     private static readonly byte[] Signature = [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    private static readonly uint[] CrcTable = BuildCrcTable();
 
     /// <summary>
     /// Returns a copy of <paramref name="png"/> with its PLTE chunk padded, or null when the file is not a
@@ -74,36 +74,8 @@ internal static class PngPalettePadding
         // Type and the original entries; the added entries stay zero (black).
         png.AsSpan(chunkStart + 4, 4 + length).CopyTo(result.AsSpan(chunkStart + 4));
         int crcAt = chunkStart + 8 + paddedLength;
-        BinaryPrimitives.WriteUInt32BigEndian(result.AsSpan(crcAt), Crc32(result.AsSpan(chunkStart + 4, 4 + paddedLength)));
+        BinaryPrimitives.WriteUInt32BigEndian(result.AsSpan(crcAt), Crc32.HashToUInt32(result.AsSpan(chunkStart + 4, 4 + paddedLength)));
         png.AsSpan(oldChunkEnd).CopyTo(result.AsSpan(crcAt + 4));
         return result;
-    }
-
-    private static uint Crc32(ReadOnlySpan<byte> data)
-    {
-        uint c = 0xFFFFFFFF;
-        foreach (byte b in data)
-        {
-            c = CrcTable[(c ^ b) & 0xFF] ^ (c >> 8);
-        }
-
-        return c ^ 0xFFFFFFFF;
-    }
-
-    private static uint[] BuildCrcTable()
-    {
-        var table = new uint[256];
-        for (uint n = 0; n < 256; n++)
-        {
-            uint c = n;
-            for (int k = 0; k < 8; k++)
-            {
-                c = (c & 1) != 0 ? 0xEDB88320 ^ (c >> 1) : c >> 1;
-            }
-
-            table[n] = c;
-        }
-
-        return table;
     }
 }

@@ -1,0 +1,201 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using LlavaInterp.Models.Clip;
+
+namespace LlavaInterp.Tests.Clip;
+
+/// <summary>
+/// <see cref="PilImageDecoder"/> against Pillow 11.1 on the committed corpus (tests/fixtures/pillow-corpus, made by
+/// its make_corpus.py): every file Pillow opens gives Pillow's <c>convert("RGB")</c> bytes, every file Pillow
+/// rejects is a typed error naming the file, and a few files go through the whole CLIPImageProcessor path.
+/// </summary>
+public sealed class PillowCorpusTests
+{
+    private static readonly string Dir = Path.Combine(AppContext.BaseDirectory, "fixtures", "pillow-corpus");
+
+    // Known, documented difference (docs/formats.md): Skia and ImageSharp both give transparent GIF pixels black,
+    // Pillow keeps the palette colour of the transparent index. Checked separately below, never skipped.
+    private const string GifWithTransparency = "gif_trns_64x64.gif";
+
+    private static readonly Lazy<Dictionary<string, JsonElement>> Entries = new(() =>
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Dir, "manifest.json")));
+        return doc.RootElement.GetProperty("files").EnumerateArray()
+            .ToDictionary(e => e.GetProperty("file").GetString()!, e => e.Clone());
+    });
+
+    public static TheoryData<string> Accepted => Names(e => !e.TryGetProperty("error", out _) && e.GetProperty("file").GetString() != GifWithTransparency);
+
+    public static TheoryData<string> Rejected => Names(e => e.TryGetProperty("error", out _));
+
+    public static TheoryData<string> WithCropReference => Names(e => e.TryGetProperty("crop336_sha256", out _));
+
+    [Fact]
+    public void CorpusCoversTheFormatsAndVariants()
+    {
+        // Guards against a regenerated manifest silently losing cases.
+        string[] names = [.. Entries.Value.Keys];
+        string[] expected =
+        [
+            "jpeg_411_", "jpeg_440_", "jpeg_420_", "jpeg_422_", "jpeg_444_", "_prog_", "_opt_", "_arith_", "_restart",
+            "jpeg_gray", "jpeg_cmyk", "jpeg_exif", "jpeg_icc", "_1x1.", "_2x3.", "_17x9.", "_64x64.", "_500x375.",
+            "png_palette_trns", "png_palette_short", "png_rgb16", "png_gray16", "png_la16", "png_rgba16", "_interlaced_",
+            "_gamma_", "png_iccp", "gif_", "bmp_", "webp_lossless", "webp_lossy", "tiff_", "bad_",
+        ];
+        foreach (string fragment in expected)
+        {
+            Assert.Contains(names, n => n.Contains(fragment, StringComparison.Ordinal));
+        }
+
+        int rejected = Entries.Value.Values.Count(e => e.TryGetProperty("error", out _));
+        Assert.True(names.Length - rejected >= 80, $"only {names.Length - rejected} accepted corpus files");
+        Assert.True(rejected >= 9, $"only {rejected} rejected corpus files");
+    }
+
+    [Theory]
+    [MemberData(nameof(Accepted))]
+    public void DecodesLikePillow(string file)
+    {
+        JsonElement entry = Entries.Value[file];
+        string path = Path.Combine(Dir, file);
+        RgbImage rgb = PilImageDecoder.Decode(path).ToRgb();
+        Assert.Equal(entry.GetProperty("width").GetInt32(), rgb.Width);
+        Assert.Equal(entry.GetProperty("height").GetInt32(), rgb.Height);
+
+        string fullReference = path + ".rgb";
+        if (File.Exists(fullReference))
+        {
+            byte[] expected = File.ReadAllBytes(fullReference);
+            int first = FirstDifference(expected, rgb.Pixels);
+            Assert.True(first < 0, $"{file}: first different byte {first} (pixel {first / 3}, channel {first % 3})");
+        }
+
+        Assert.Equal(entry.GetProperty("rgb_sha256").GetString(), Sha256(rgb.Pixels));
+    }
+
+    [Fact]
+    public void StreamDecodingEqualsFileDecoding()
+    {
+        foreach (string file in new[] { "jpeg_420_q85_97x61.jpg", "png_palette_short_23x11.png", "webp_lossy_64x64.webp" })
+        {
+            string path = Path.Combine(Dir, file);
+            using var stream = new NonSeekableStream(File.ReadAllBytes(path));
+            Assert.Equal(PilImageDecoder.Decode(path).ToRgb().Pixels, PilImageDecoder.Decode(stream, file).ToRgb().Pixels);
+        }
+    }
+
+    [Fact]
+    public void GifTransparencyIsTheOnlyKnownDifference()
+    {
+        // Pillow shows the palette colour under the transparent index; we give those pixels black. Every opaque
+        // pixel must still match, and the transparent ones must be exactly the black ones.
+        string path = Path.Combine(Dir, GifWithTransparency);
+        DecodedImage decoded = PilImageDecoder.Decode(path);
+        Assert.Equal(PilImageMode.Rgba, decoded.Mode);
+        byte[] opaque = File.ReadAllBytes(path + ".rgb");
+        RgbImage rgb = decoded.ToRgb();
+        int transparent = 0;
+        for (int i = 0; i < rgb.Width * rgb.Height; i++)
+        {
+            if (decoded.Data[(i * 4) + 3] == 0)
+            {
+                transparent++;
+                Assert.Equal(0, rgb.Pixels[i * 3] | rgb.Pixels[(i * 3) + 1] | rgb.Pixels[(i * 3) + 2]);
+                continue;
+            }
+
+            Assert.Equal(opaque.AsSpan(i * 3, 3).ToArray(), rgb.Pixels.AsSpan(i * 3, 3).ToArray());
+        }
+
+        Assert.InRange(transparent, 1, (rgb.Width * rgb.Height) - 1);
+    }
+
+    [Theory]
+    [MemberData(nameof(Rejected))]
+    public void RejectsWhatPillowRejects(string file)
+    {
+        string path = Path.Combine(Dir, file);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var ex = Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(path));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(path, ex.FilePath);
+        Assert.Contains(file, ex.Message);
+        if (Entries.Value[file].GetProperty("error").GetString()!.StartsWith("DecompressionBombError", StringComparison.Ordinal))
+        {
+            // 20000x10000: refused from the header; its pixels alone would be 600 MB.
+            Assert.Contains("exceeds the limit of 178956970 pixels", ex.Message);
+            Assert.True(allocated < 16 << 20, $"{file}: {allocated} bytes allocated before the size was refused");
+        }
+    }
+
+    [Fact]
+    public void TruncatedJpegIsNeverZeroFilled()
+    {
+        // Every cut of a baseline JPEG past its header is an error, never a partly black image.
+        byte[] jpeg = File.ReadAllBytes(Path.Combine(Dir, "jpeg_420_q85_97x61.jpg"));
+        for (int cut = jpeg.Length / 4; cut < jpeg.Length - 2; cut += jpeg.Length / 9)
+        {
+            using var stream = new MemoryStream(jpeg[..cut]);
+            var ex = Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(stream, $"cut{cut}.jpg"));
+            Assert.Contains($"cut{cut}.jpg", ex.Message);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(WithCropReference))]
+    public void PixelValuesEqualHuggingFace(string file)
+    {
+        // llava-gemma-2b's preprocessing: shortest edge 336 (bicubic), centre crop 336, rescale 1/255, CLIP mean/std.
+        JsonElement entry = Entries.Value[file];
+        var processor = new ClipImageProcessor(new ClipImageProcessorConfig
+        {
+            Size = new ImageSizeSpec { ShortestEdge = 336 },
+            CropSize = new ImageSizeSpec { Height = 336, Width = 336 },
+        });
+        ProcessedImage processed = processor.Process(Path.Combine(Dir, file));
+        Assert.Equal(entry.GetProperty("crop336_sha256").GetString(), Sha256(processed.Image.Pixels));
+        byte[] values = new byte[processed.PixelValues.Length * sizeof(float)];
+        Buffer.BlockCopy(processed.PixelValues, 0, values, 0, values.Length);
+        Assert.True(BitConverter.IsLittleEndian);
+        Assert.Equal(entry.GetProperty("pixel_values336_sha256").GetString(), Sha256(values));
+    }
+
+    private static TheoryData<string> Names(Func<JsonElement, bool> predicate)
+    {
+        var data = new TheoryData<string>();
+        foreach ((string name, JsonElement e) in Entries.Value)
+        {
+            if (predicate(e))
+            {
+                data.Add(name);
+            }
+        }
+
+        return data;
+    }
+
+    private static string Sha256(byte[] data) => Convert.ToHexString(SHA256.HashData(data)).ToLowerInvariant();
+
+    private static int FirstDifference(byte[] expected, byte[] actual)
+    {
+        if (expected.Length != actual.Length)
+        {
+            return Math.Min(expected.Length, actual.Length);
+        }
+
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (expected[i] != actual[i])
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    private sealed class NonSeekableStream(byte[] data) : MemoryStream(data)
+    {
+        public override bool CanSeek => false;
+    }
+}
