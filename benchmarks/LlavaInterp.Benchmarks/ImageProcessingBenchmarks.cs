@@ -4,8 +4,9 @@ using LlavaInterp.Models.Clip;
 namespace LlavaInterp.Benchmarks;
 
 /// <summary>
-/// CLIP image preprocessing of one 640×480 file (written at setup) to LLaVA's 336×336 input, as llava-gemma-2b's
-/// preprocessor config does it (shortest edge 336 bicubic, centre crop 336, rescale, normalise). Images per second
+/// CLIP image preprocessing of one file to LLaVA's 336×336 input, as llava-gemma-2b's preprocessor config does it
+/// (shortest edge 336 bicubic, centre crop 336, rescale, normalise): "png"/"jpeg" are 640×480 files written at setup,
+/// "jpeg420_500x375" and "png_640x480" the Pillow-made corpus files (a typical 4:2:0 photo JPEG). Images per second
 /// is 1 / mean. <see cref="Preprocess"/> is the whole path (decode + resize + crop + normalise + tensor);
 /// <see cref="DecodeOnly"/> and <see cref="ResizeCropNormalise"/> split it.
 /// </summary>
@@ -20,7 +21,7 @@ public class ImageProcessingBenchmarks
     private RgbImage _decoded = null!;
 
     /// <summary>File format of the source image.</summary>
-    [Params("png", "jpeg")]
+    [Params("png", "jpeg", "jpeg420_500x375", "png_640x480")]
     public string Format { get; set; } = "png";
 
     [GlobalSetup]
@@ -28,7 +29,13 @@ public class ImageProcessingBenchmarks
     {
         _processor = new ClipImageProcessor(MidSizeLlava.ImageProcessorConfig);
         _dir = MidSizeLlava.NewTempDir();
-        _path = MidSizeLlava.WriteImage(_dir, 0, jpeg: Format == "jpeg");
+        string corpus = Path.Combine(MidSizeLlava.FixtureModelDir, "..", "..", "pillow-corpus");
+        _path = Format switch
+        {
+            "jpeg420_500x375" => Path.Combine(corpus, "jpeg_420_q85_500x375.jpg"),
+            "png_640x480" => Path.Combine(corpus, "png_rgb_640x480.png"),
+            _ => MidSizeLlava.WriteImage(_dir, 0, jpeg: Format == "jpeg"),
+        };
         _decoded = _processor.Decode(_path);
     }
 
