@@ -1,4 +1,5 @@
 using System.Globalization;
+using LlavaInterp.Analysis;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
 using LlavaInterp.Sae.Training;

@@ -1,4 +1,4 @@
-using LlavaInterp.Cli;
+using LlavaInterp.Analysis;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
 using LlavaInterp.Sae.Training;
@@ -58,6 +58,33 @@ public sealed class ActivationStoreTests(TinyLlavaFixture tiny) : IClassFixture<
         using var empty = new TempDir();
         var ex = Assert.Throws<TensorFileException>(() => ActivationStore.ReadShards(empty.Path));
         Assert.Contains("shard", ex.Message);
+    }
+
+    [Fact]
+    public void TensorsTheCallerMakesBetweenPromptsSurviveTheNextPrompt()
+    {
+        const string hook = "blocks.0.hook_resid_post";
+        string text = Fixture.Manifest.GetProperty("prompts").GetProperty("image_chat").GetProperty("rendered_chat_template").GetString()!;
+        var prompts = new[] { "gradient_rgb", "gray_l" }.Select(n => tiny.Model.Processor!.Prepare(text, [Fixture.Image(n)], raw: true)).ToList();
+        try
+        {
+            var source = new LlavaActivationSource(tiny.Model, hook) { Tokens = ActivationTokens.Text };
+            var kept = new List<Tensor>();
+            foreach (var rows in source.Activations(prompts))
+            {
+                // Made while the iterator is suspended: it must stay the caller's, not the prompt's scope's.
+                kept.Add(rows.sum());
+                rows.Dispose();
+            }
+
+            Assert.Equal(2, kept.Count);
+            Assert.All(kept, t => Assert.True(double.IsFinite(t.item<float>())));
+            kept.ForEach(t => t.Dispose());
+        }
+        finally
+        {
+            prompts.ForEach(p => p.Dispose());
+        }
     }
 
     [Fact]

@@ -3,7 +3,7 @@ using LlavaInterp.Llava;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace LlavaInterp.Cli;
+namespace LlavaInterp.Analysis;
 
 /// <summary>Which positions of a LLaVA prompt feed SAE training.</summary>
 public enum ActivationTokens
@@ -22,7 +22,6 @@ public enum ActivationTokens
 /// Streams one hook point's activations from <see cref="HookedLlava"/> over prepared prompts (images + text): each
 /// prompt runs with a cache hook on the hook point only and stops after the hook's block, and yields the selected
 /// positions as rows [n, d]. Feed it to <c>ActivationStore.Shuffle</c> and <c>SaeTrainer.Train</c>.
-/// It lives here (not in LlavaInterp.Sae) because it needs LLaVA types; it can move to the Analysis layer as is.
 /// </summary>
 public sealed class LlavaActivationSource
 {
@@ -78,22 +77,33 @@ public sealed class LlavaActivationSource
         foreach (var prompt in prompts)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            using var scope = torch.NewDisposeScope();
-            using var noGrad = torch.no_grad();
-            var (_, cache) = Model.RunWithCache(LlavaInput.From(prompt), n => n == HookName, torch.CPU, StopAtLayer);
-            using (cache)
+            var rows = Run(prompt, rng);
+            // Yield outside the dispose scope: tensors the caller makes while this iterator is suspended must not
+            // land in (and be disposed with) this prompt's scope.
+            if (rows is not null)
             {
-                var acts = cache[HookName];
-                var rows = acts.reshape(-1, acts.shape[^1]);
-                var positions = Select(prompt, (int)rows.shape[0], rng);
-                if (positions.Length == 0)
-                {
-                    continue;
-                }
-
-                var index = torch.tensor(positions, dtype: ScalarType.Int64);
-                yield return rows.index_select(0, index).to(ScalarType.Float32).contiguous().MoveToOuterDisposeScope();
+                yield return rows;
             }
+        }
+    }
+
+    private Tensor? Run(LlavaPrompt prompt, Random rng)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var (_, cache) = Model.RunWithCache(LlavaInput.From(prompt), n => n == HookName, torch.CPU, StopAtLayer);
+        using (cache)
+        {
+            var acts = cache[HookName];
+            var rows = acts.reshape(-1, acts.shape[^1]);
+            var positions = Select(prompt, (int)rows.shape[0], rng);
+            if (positions.Length == 0)
+            {
+                return null;
+            }
+
+            var index = torch.tensor(positions, dtype: ScalarType.Int64);
+            return rows.index_select(0, index).to(ScalarType.Float32).contiguous().MoveToOuterDisposeScope();
         }
     }
 
