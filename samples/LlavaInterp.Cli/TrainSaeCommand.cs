@@ -18,6 +18,7 @@ public static class TrainSaeCommand
                                       [--lr 1e-4] [--lr-warm-up N] [--l1-warm-up N] [--batch 4096] [--epochs 1]
                                       [--tokens image|text|both] [--image-share X] [--buffer ROWS] [--shards FOLDER]
                                       [--compute-dtype float32|bfloat16] [--seed N] [--checkpoint-every N] [--resume]
+                                      [--resample-every N]
 
         Runs every prompt on every image of --images (one image per prompt, the image placed first), keeps the
         activations of --hook at the chosen positions (stopping after the hook's block), writes them as safetensors
@@ -26,6 +27,7 @@ public static class TrainSaeCommand
         (cfg.json, sae_weights.safetensors, sparsity.safetensors); checkpoints go to FOLDER/checkpoint (--resume
         continues from it). Progress is printed to stderr; the final metrics (MSE, explained variance, L0, dead
         features) to stdout. Defaults follow the research run: ReLU, Adam lr 1e-4, 8x expansion, gradient clipping at 1.
+        --resample-every N re-initializes dead features every N steps from badly reconstructed inputs (off by default).
         """;
 
     private static readonly string[] ImageExtensions = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"];
@@ -42,7 +44,7 @@ public static class TrainSaeCommand
         var a = CliArgs.Parse(args, new HashSet<string> { "resume" }, new HashSet<string> { "prompt" }, new HashSet<string>
         {
             "hook", "out", "from-shards", "model", "images", "architecture", "expansion", "k", "l1", "l0", "lr", "lr-warm-up", "l1-warm-up",
-            "batch", "epochs", "buffer", "checkpoint-every", "tokens", "image-share", "compute-dtype", "seed", "shards",
+            "batch", "epochs", "buffer", "checkpoint-every", "tokens", "image-share", "compute-dtype", "seed", "shards", "resample-every",
         });
         string hook = a.Required("hook");
         string outDir = a.Required("out");
@@ -68,6 +70,7 @@ public static class TrainSaeCommand
         int epochs = CommandInputs.AtLeast(a.Int("epochs"), 1, 1, "--epochs");
         int buffer = CommandInputs.AtLeast(a.Int("buffer"), 8 * batch, 2 * batch, "--buffer");
         int checkpointEvery = CommandInputs.AtLeast(a.Int("checkpoint-every"), 1000, 1, "--checkpoint-every");
+        int resampleEvery = CommandInputs.AtLeast(a.Int("resample-every"), 0, 0, "--resample-every");
         var tokens = a.Optional("tokens") switch
         {
             null or "both" => ActivationTokens.Both,
@@ -156,6 +159,7 @@ public static class TrainSaeCommand
             L0WarmUpSteps = l1WarmUp,
             LearningRate = lr,
             LrWarmUpSteps = lrWarmUp,
+            ResampleDeadFeaturesEvery = resampleEvery,
             ComputeDType = computeDType,
             Seed = seed,
         };

@@ -238,6 +238,11 @@ public sealed class SaeTrainer : IDisposable
                 _params[i].addcdiv_(_adamM[i], denom, value: -lr / bias1);
             }
 
+            if (Options.ResampleDeadFeaturesEvery > 0 && (StepCount + 1) % Options.ResampleDeadFeaturesEvery == 0)
+            {
+                ResampledFeatureCount += Resample(x, pass.Recon);
+            }
+
             if ((StepCount + 1) % Options.FeatureSamplingWindow == 0)
             {
                 ResetSparsityWindow();
@@ -260,6 +265,9 @@ public sealed class SaeTrainer : IDisposable
             return new TrainingProgress(StepCount, Tokens, loss, pass.Mse.to(ScalarType.Float64).item<double>(), pass.Sparsity.to(ScalarType.Float64).item<double>(), l0, ev, deadFraction, lr, coefficient);
         }
     }
+
+    /// <summary>How many features <see cref="SaeTrainingOptions.ResampleDeadFeaturesEvery"/> has re-initialized so far.</summary>
+    public long ResampledFeatureCount { get; private set; }
 
     /// <summary>
     /// Encodes raw activations [..., d_in] with the current weights (input scaling applied, no gradient): the feature
@@ -529,6 +537,7 @@ public sealed class SaeTrainer : IDisposable
             ["step"] = StepCount.ToString(CultureInfo.InvariantCulture),
             ["tokens"] = Tokens.ToString(CultureInfo.InvariantCulture),
             ["n_frac_active"] = _nFracActive.ToString(CultureInfo.InvariantCulture),
+            ["resampled_features"] = ResampledFeatureCount.ToString(CultureInfo.InvariantCulture),
             ["norm_scaling_factor"] = NormScalingFactor.ToString("R", CultureInfo.InvariantCulture),
             ["norm_scaling_factor_known"] = NormScalingFactorKnown ? "true" : "false",
         };
@@ -594,6 +603,8 @@ public sealed class SaeTrainer : IDisposable
             trainer._nFracActive = long.Parse(Meta("n_frac_active"), CultureInfo.InvariantCulture);
             trainer.NormScalingFactor = double.Parse(Meta("norm_scaling_factor"), CultureInfo.InvariantCulture);
             trainer.NormScalingFactorKnown = Meta("norm_scaling_factor_known") == "true";
+            // Absent from checkpoints written before resampling existed.
+            trainer.ResampledFeatureCount = file.Metadata.TryGetValue("resampled_features", out var resampled) ? long.Parse(resampled, CultureInfo.InvariantCulture) : 0;
             return trainer;
         }
         catch
@@ -662,6 +673,54 @@ public sealed class SaeTrainer : IDisposable
         }
 
         return p;
+    }
+
+    // Re-initializes dead features from the batch rows with the largest reconstruction error, sampled with probability
+    // proportional to the squared error: the decoder row points at the row (minus b_dec), the encoder column follows
+    // at a fraction of the live features' encoder norm, and their Adam moments restart. The generator is seeded by the
+    // step, so a resumed run resamples identically. Runs under no_grad inside Step's dispose scope.
+    private int Resample(Tensor x, Tensor recon)
+    {
+        var dead = _nSinceFired.gt(Options.DeadFeatureWindow);
+        var deadIndex = dead.nonzero().reshape(-1);
+        int numDead = (int)deadIndex.shape[0];
+        if (numDead == 0)
+        {
+            return 0;
+        }
+
+        var err = (recon.to(_dtype) - x).pow(2).sum(1);
+        var weights = err.pow(2).to(ScalarType.Float64).cpu();
+        if (!(weights.sum().item<double>() > 0))
+        {
+            return 0;
+        }
+
+        using var gen = new Generator(unchecked(((ulong)Options.Seed) ^ ((ulong)StepCount * 0x9E3779B97F4A7C15UL)), torch.CPU);
+        var picks = torch.multinomial(weights, numDead, replacement: true, generator: gen).to(x.device);
+        var directions = x.index_select(0, picks) - BDec;
+        directions = directions / directions.norm(1, keepdim: true).clamp_min(1e-12);
+
+        var alive = dead.logical_not();
+        bool anyAlive = alive.any().item<bool>();
+        var encNorms = WEnc.norm(0L);
+        double encNorm = anyAlive ? encNorms.masked_select(alive).mean().to(ScalarType.Float64).item<double>() : 1.0;
+        double decNorm = Options.DecoderNorm == DecoderNormHandling.UnitNorm || !anyAlive
+            ? 1.0
+            : WDec.norm(1).masked_select(alive).mean().to(ScalarType.Float64).item<double>();
+
+        WDec.index_copy_(0, deadIndex, directions * decNorm);
+        WEnc.index_copy_(1, deadIndex, directions.t() * (encNorm * Options.ResampleEncoderScale));
+        BEnc.index_fill_(0, deadIndex, 0);
+        foreach (var state in new[] { _adamM, _adamV })
+        {
+            state[0].index_fill_(1, deadIndex, 0);
+            state[1].index_fill_(0, deadIndex, 0);
+            state[2].index_fill_(0, deadIndex, 0);
+        }
+
+        _nSinceFired.index_fill_(0, deadIndex, 0);
+        return numDead;
     }
 
     private void ResetSparsityWindow()

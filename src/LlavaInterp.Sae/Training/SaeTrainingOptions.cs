@@ -135,6 +135,16 @@ public sealed record SaeTrainingOptions
     /// <summary>Feature firing frequencies are reset every this many steps (<c>feature_sampling_window</c>).</summary>
     public int FeatureSamplingWindow { get; init; } = 2000;
 
+    /// <summary>
+    /// Every this many steps, re-initialize the features that are dead (no firing within <see cref="DeadFeatureWindow"/>
+    /// steps) from the inputs of the current batch the SAE reconstructs worst, as Anthropic's "Towards
+    /// Monosemanticity" resampling (the method SAELens's early versions offered); 0 turns resampling off.
+    /// </summary>
+    public int ResampleDeadFeaturesEvery { get; init; }
+
+    /// <summary>Encoder norm of a resampled feature relative to the mean encoder norm of the live features (Anthropic uses 0.2).</summary>
+    public double ResampleEncoderScale { get; init; } = 0.2;
+
     /// <summary>Seed of the weight initialization.</summary>
     public long Seed { get; init; } = 42;
 
@@ -168,6 +178,8 @@ public sealed record SaeTrainingOptions
         Require(JumpReluBandwidth > 0 && JumpReluInitThreshold > 0, "JumpReLU bandwidth and initial threshold must be positive.");
         Require(LpNorm > 0, "LpNorm must be positive.");
         Require(DeadFeatureWindow > 0 && FeatureSamplingWindow > 0, "DeadFeatureWindow and FeatureSamplingWindow must be positive.");
+        Require(ResampleDeadFeaturesEvery >= 0, $"ResampleDeadFeaturesEvery must not be negative, found {ResampleDeadFeaturesEvery}.");
+        Require(ResampleEncoderScale > 0 && double.IsFinite(ResampleEncoderScale), $"ResampleEncoderScale must be positive, found {ResampleEncoderScale}.");
         Require(DType is "float32" or "float64", $"DType must be float32 or float64, found '{DType}'.");
         Require(ComputeDType is "float32" or "float64" or "bfloat16" or "float16", $"ComputeDType must be float32, float64, bfloat16 or float16, found '{ComputeDType}'.");
     }

@@ -272,6 +272,54 @@ public sealed class SaeTrainerTests
         }
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(6)]
+    public void DeadFeaturesAreResampledTowardsBadlyReconstructedInputs(int resampleEvery)
+    {
+        var options = new SaeTrainingOptions { DIn = 8, DSae = 16, Seed = 5, LearningRate = 1e-6, DeadFeatureWindow = 2, ResampleDeadFeaturesEvery = resampleEvery };
+        using var trainer = new SaeTrainer(options);
+        long[] killed = [0, 3, 7, 12];
+        using (torch.no_grad())
+        {
+            using var index = torch.tensor(killed);
+            trainer.BEnc.index_fill_(0, index, -1e4);
+        }
+
+        using var gen = new Generator(9, torch.CPU);
+        using var batch = torch.randn([64, 8], generator: gen);
+        for (int i = 0; i < 6; i++)
+        {
+            trainer.Step(batch);
+        }
+
+        using var acts = trainer.Encode(batch);
+        using var firedPerFeature = acts.gt(0).sum(0L);
+        if (resampleEvery == 0)
+        {
+            Assert.Equal(0, trainer.ResampledFeatureCount);
+            Assert.All(killed, f => Assert.Equal(0, firedPerFeature[f].item<long>()));
+            return;
+        }
+
+        Assert.Equal(killed.Length, trainer.ResampledFeatureCount);
+        using var centred = batch - trainer.BDec.detach();
+        using var unitRows = centred / centred.norm(1, keepdim: true);
+        foreach (long f in killed)
+        {
+            Assert.Equal(0.0, trainer.BEnc[f].item<float>());
+            using var dec = trainer.WDec[f].detach();
+            using var enc = trainer.WEnc[.., (int)f].detach();
+            // Decoder row and encoder column both point at one of the batch's inputs (minus b_dec) ...
+            using var cosines = unitRows.matmul(dec / dec.norm());
+            Assert.True(cosines.max().item<float>() > 0.9999f, $"feature {f}: best cosine {cosines.max().item<float>()}");
+            using var encCos = (enc / enc.norm()).dot(dec / dec.norm());
+            Assert.True(encCos.item<float>() > 0.9999f);
+            // ... so the feature fires again.
+            Assert.True(firedPerFeature[f].item<long>() > 0, $"feature {f} still dead");
+        }
+    }
+
     [Fact]
     public void SameSeedSameWeightsAndBadBatchesAreTyped()
     {
