@@ -107,6 +107,41 @@ public sealed class ActivationCache : IReadOnlyDictionary<string, torch.Tensor>,
         return torch.stack(names.Select(n => _tensors[n]).ToArray());
     }
 
+    /// <summary>Whether activations keep their leading batch dimension (false after <see cref="RemoveBatchDim"/>).</summary>
+    public bool HasBatchDim { get; private set; } = true;
+
+    /// <summary>
+    /// TransformerLens <c>remove_batch_dim</c>: drops the leading batch dimension of every activation, in place. Only
+    /// for a cache of a single-example run.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Already removed, or an activation's batch size is not 1 (the message names it); nothing is changed then.</exception>
+    public void RemoveBatchDim()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!HasBatchDim)
+        {
+            throw new InvalidOperationException("The batch dimension was already removed from this cache.");
+        }
+
+        foreach (var name in _order)
+        {
+            var t = _tensors[name];
+            if (t.dim() == 0 || t.shape[0] != 1)
+            {
+                throw new InvalidOperationException($"RemoveBatchDim needs batch size 1, but '{name}' has shape [{string.Join(", ", t.shape)}].");
+            }
+        }
+
+        foreach (var name in _order)
+        {
+            var old = _tensors[name];
+            _tensors[name] = old.squeeze(0).contiguous();
+            old.Dispose();
+        }
+
+        HasBatchDim = false;
+    }
+
     /// <summary>Adds (or replaces) an activation; the cache takes ownership of <paramref name="tensor"/>.</summary>
     public void Add(string name, torch.Tensor tensor)
     {

@@ -23,7 +23,9 @@ namespace LlavaInterp.Models.Gemma;
 /// <c>hook_pattern</c> [batch, heads, pos, past+pos]; <c>hook_z</c> [batch, pos, heads, head_dim] (pattern·V, before
 /// <c>o_proj</c>). While neither <c>hook_attn_scores</c> nor <c>hook_pattern</c> is hooked or cached, attention runs
 /// through libtorch's fused <c>scaled_dot_product_attention</c> (equal to eager within float rounding) and those two
-/// activations are never materialised.
+/// activations are never materialised. Optional (TransformerLens's <c>use_attn_result</c>, see
+/// <see cref="GemmaHookFlags"/>): <c>hook_result</c> [batch, pos, heads, hidden], each head's share of the output
+/// (<c>z_h · W_O[:, h]ᵀ</c>); the output is then their sum.
 /// </remarks>
 internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tensor>
 {
@@ -63,6 +65,11 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
     [ComponentName(Name = "hook_z")]
     private readonly HookPoint _hookZ;
 
+    [ComponentName(Name = "hook_result")]
+    private readonly HookPoint _hookResult;
+
+    private readonly GemmaHookFlags _flags;
+
     private readonly double _scaling;
 
     /// <summary>Creates the attention block with uninitialised weights.</summary>
@@ -70,11 +77,14 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
     /// <param name="layer">Block index (hook names and KV cache slot).</param>
     /// <param name="dtype">Parameter dtype.</param>
     /// <param name="device">Parameter device.</param>
-    public GemmaAttention(GemmaConfig config, int layer, ScalarType dtype, Device device)
+    /// <param name="flags">The model's optional hook switches.</param>
+    public GemmaAttention(GemmaConfig config, int layer, ScalarType dtype, Device device, GemmaHookFlags flags)
         : base(nameof(GemmaAttention))
     {
         ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(flags);
         Layer = layer;
+        _flags = flags;
         NumHeads = config.NumAttentionHeads;
         NumKeyValueHeads = config.NumKeyValueHeads;
         HeadDim = config.HeadDim;
@@ -98,6 +108,7 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
         _hookAttnScores = new HookPoint(p + "hook_attn_scores", layer);
         _hookPattern = new HookPoint(p + "hook_pattern", layer);
         _hookZ = new HookPoint(p + "hook_z", layer);
+        _hookResult = new HookPoint(p + "hook_result", layer);
         RegisterComponents();
     }
 
@@ -134,11 +145,39 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
         using var scope = NewDisposeScope();
         long b = input.shape[0];
         long t = input.shape[1];
-        int groups = NumHeads / NumKeyValueHeads;
+        var q = _qProj.call(input).view(b, t, NumHeads, HeadDim);
+        var k = _kProj.call(input).view(b, t, NumKeyValueHeads, HeadDim);
+        var v = _vProj.call(input).view(b, t, NumKeyValueHeads, HeadDim);
+        return Attend(q, k, v, context, input.dtype).MoveToOuterDisposeScope();
+    }
 
-        var q = _hookQ.call(_qProj.call(input).view(b, t, NumHeads, HeadDim));
-        var k = _hookK.call(_kProj.call(input).view(b, t, NumKeyValueHeads, HeadDim));
-        var v = _hookV.call(_vProj.call(input).view(b, t, NumKeyValueHeads, HeadDim));
+    /// <summary>
+    /// Attention on per-head inputs (TransformerLens's <c>use_attn_in</c>/<c>use_split_qkv_input</c>): query head h
+    /// projects <paramref name="queryInput"/>[:, :, h]; key/value head g projects its input's head g, or, when the
+    /// input has one copy per query head, the copy of g's first query head.
+    /// </summary>
+    /// <param name="queryInput">Normalised [batch, pos, heads, hidden].</param>
+    /// <param name="keyInput">Normalised [batch, pos, kv_heads or heads, hidden].</param>
+    /// <param name="valueInput">Normalised [batch, pos, kv_heads or heads, hidden].</param>
+    /// <param name="context">RoPE tables, mask and cache of this pass.</param>
+    public Tensor ForwardPerHead(Tensor queryInput, Tensor keyInput, Tensor valueInput, GemmaLayerContext context)
+    {
+        using var scope = NewDisposeScope();
+        var q = ProjectPerHead(queryInput, _qProj, NumHeads);
+        var k = ProjectPerHead(KvHeadInputs(keyInput), _kProj, NumKeyValueHeads);
+        var v = ProjectPerHead(KvHeadInputs(valueInput), _vProj, NumKeyValueHeads);
+        return Attend(q, k, v, context, queryInput.dtype).MoveToOuterDisposeScope();
+    }
+
+    // From the projections [b, t, heads, head_dim] on: hooks, RoPE, cache, attention, o_proj.
+    private Tensor Attend(Tensor q, Tensor k, Tensor v, GemmaLayerContext context, ScalarType dtype)
+    {
+        long b = q.shape[0];
+        long t = q.shape[1];
+        int groups = NumHeads / NumKeyValueHeads;
+        q = _hookQ.call(q);
+        k = _hookK.call(k);
+        v = _hookV.call(v);
 
         // RoPE in the [batch, pos, head, dim] layout: cos/sin broadcast over heads. Element-wise identical to HF.
         var cos = context.Cos.unsqueeze(2);
@@ -166,12 +205,40 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
         }
         else
         {
-            z = EagerAttention(q, keys, values, context.Mask, b, t, s, groups, input.dtype);
+            z = EagerAttention(q, keys, values, context.Mask, b, t, s, groups, dtype);
         }
 
         z = _hookZ.call(z);
-        var output = _oProj.call(z.reshape(b, t, (long)NumHeads * HeadDim));
-        return output.MoveToOuterDisposeScope();
+        if (!_flags.UseAttnResult)
+        {
+            return _oProj.call(z.reshape(b, t, (long)NumHeads * HeadDim));
+        }
+
+        // Per-head outputs: W_O [hidden, heads·head_dim] viewed as [hidden, heads, head_dim].
+        var wO = _oProj.weight!.view(-1, NumHeads, HeadDim);
+        var result = _hookResult.call(einsum("bthd,mhd->bthm", z, wO));
+        var output = result.sum(2);
+        return _oProj.bias is { } bias ? output + bias : output;
+    }
+
+    // [b, t, n, hidden] · W [n·head_dim, hidden] per head → [b, t, n, head_dim] (+ bias).
+    private Tensor ProjectPerHead(Tensor x, Linear projection, int heads)
+    {
+        var w = projection.weight!.view(heads, HeadDim, -1);
+        var y = einsum("btnm,ndm->btnd", x, w);
+        return projection.bias is { } bias ? y + bias.view(heads, HeadDim) : y;
+    }
+
+    // Key/value inputs given per query head: kv head g reads its group's first query head.
+    private Tensor KvHeadInputs(Tensor x)
+    {
+        if (x.shape[2] == NumKeyValueHeads)
+        {
+            return x;
+        }
+
+        int groups = NumHeads / NumKeyValueHeads;
+        return x.view(x.shape[0], x.shape[1], NumKeyValueHeads, groups, x.shape[3]).select(3, 0);
     }
 
     /// <summary>The eager path, used whenever <c>hook_attn_scores</c> or <c>hook_pattern</c> is hooked or cached.</summary>

@@ -46,6 +46,7 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
         Config = config;
+        Flags = new GemmaHookFlags();
         DType = dtype;
         Device = device;
         _embedTokens = new GemmaTokenEmbedding(config.VocabSize, config.HiddenSize, dtype, device);
@@ -54,7 +55,7 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         var layers = new GemmaDecoderLayer[config.NumHiddenLayers];
         for (int i = 0; i < layers.Length; i++)
         {
-            layers[i] = new GemmaDecoderLayer(config, i, dtype, device);
+            layers[i] = new GemmaDecoderLayer(config, i, dtype, device, Flags);
         }
 
         _layerArray = layers;
@@ -83,6 +84,9 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
 
     /// <summary><c>norm</c> (TransformerLens <c>ln_final</c>).</summary>
     internal GemmaRmsNorm Norm => _norm;
+
+    /// <summary>The optional hook points every layer reads (TransformerLens's <c>use_*</c> switches).</summary>
+    internal GemmaHookFlags Flags { get; }
 
     /// <summary>
     /// HF <c>generate</c>'s default position ids for a 2-D attention mask: <c>cumsum(mask) - 1</c>, set to 1 where the

@@ -83,6 +83,25 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     /// <summary>Receives loading diagnostics.</summary>
     public ILogger Logger { get; set; } = NullLogger.Instance;
 
+    /// <summary>
+    /// TransformerLens's <c>use_attn_result</c>: compute each head's output separately so <c>blocks.{i}.attn.hook_result</c>
+    /// [batch, pos, heads, hidden] fires (more memory and time; <see cref="GemmaCacheAnalysis.StackHeadResults"/> does
+    /// not need it). Off by default.
+    /// </summary>
+    public bool UseAttnResult { get => _model.Flags.UseAttnResult; set => _model.Flags.UseAttnResult = value; }
+
+    /// <summary>TransformerLens's <c>use_attn_in</c>: <c>blocks.{i}.hook_attn_in</c> [batch, pos, heads, hidden] fires. Off by default.</summary>
+    public bool UseAttnIn { get => _model.Flags.UseAttnIn; set => _model.Flags.UseAttnIn = value; }
+
+    /// <summary>
+    /// TransformerLens's <c>use_split_qkv_input</c>: <c>blocks.{i}.hook_q_input</c> [batch, pos, heads, hidden] and
+    /// <c>hook_k_input</c>/<c>hook_v_input</c> [batch, pos, kv_heads, hidden] fire. Off by default.
+    /// </summary>
+    public bool UseSplitQkvInput { get => _model.Flags.UseSplitQkvInput; set => _model.Flags.UseSplitQkvInput = value; }
+
+    /// <summary>TransformerLens's <c>use_hook_mlp_in</c>: <c>blocks.{i}.hook_mlp_in</c> [batch, pos, hidden] fires. Off by default.</summary>
+    public bool UseHookMlpIn { get => _model.Flags.UseHookMlpIn; set => _model.Flags.UseHookMlpIn = value; }
+
     /// <summary>A KV cache sized for this model.</summary>
     public GemmaKvCache CreateCache(long initialCapacity = 0) => new(Config.NumHiddenLayers, initialCapacity);
 

@@ -13,6 +13,10 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
     private static readonly string[] BlockHooks =
     [
         "hook_resid_pre",
+        "hook_attn_in",
+        "hook_q_input",
+        "hook_k_input",
+        "hook_v_input",
         "ln1.hook_scale",
         "ln1.hook_normalized",
         "attn.hook_q",
@@ -23,8 +27,10 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
         "attn.hook_attn_scores",
         "attn.hook_pattern",
         "attn.hook_z",
+        "attn.hook_result",
         "hook_attn_out",
         "hook_resid_mid",
+        "hook_mlp_in",
         "ln2.hook_scale",
         "ln2.hook_normalized",
         "mlp.hook_pre",
@@ -63,7 +69,16 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
             return x;
         }));
         model.call(GemmaInput.FromIds(TinyGemma.TextIds)).Dispose();
-        Assert.Equal(model.HookNames, fired);
+
+        // TransformerLens's optional hooks are listed but fire only when switched on.
+        string[] optional = ["hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input", "attn.hook_result", "hook_mlp_in"];
+        Assert.Equal(model.HookNames.Where(n => !optional.Any(o => n.EndsWith("." + o, StringComparison.Ordinal))), fired);
+
+        // Switched on (split Q/K/V inputs aside: ln1 then runs once per input), every listed hook fires in order.
+        model.UseAttnResult = model.UseAttnIn = model.UseHookMlpIn = true;
+        fired.Clear();
+        model.call(GemmaInput.FromIds(TinyGemma.TextIds)).Dispose();
+        Assert.Equal(model.HookNames.Where(n => !n.EndsWith("_input", StringComparison.Ordinal)), fired);
     }
 
     /// <summary>
