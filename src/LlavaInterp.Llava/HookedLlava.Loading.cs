@@ -3,6 +3,7 @@ using LlavaInterp.Configuration;
 using LlavaInterp.Hub;
 using LlavaInterp.Models.Clip;
 using LlavaInterp.Models.Gemma;
+using LlavaInterp.Native;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -48,6 +49,7 @@ public sealed partial class HookedLlava
     {
         ArgumentNullException.ThrowIfNull(folder);
         options ??= new LlavaLoadOptions();
+        LibTorchVersion.Check();
         if (!Directory.Exists(folder))
         {
             throw new DirectoryNotFoundException($"Model folder not found: {Path.GetFullPath(folder)}");

@@ -1,6 +1,7 @@
-using LlavaInterp.Nn;
 using LlavaInterp.Hooks;
 using LlavaInterp.Loading;
+using LlavaInterp.Native;
+using LlavaInterp.Nn;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -158,6 +159,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     public static HookedGemma FromPretrained(string folder, GemmaLoadOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(folder);
+        LibTorchVersion.Check();
         options ??= new GemmaLoadOptions();
         if (!Directory.Exists(folder))
         {

@@ -51,4 +51,44 @@ public sealed class NativeRuntimeTests
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     private delegate int IntQuery();
+
+    [Theory]
+    [InlineData("2.10.0.0", "2.10.0", true)]
+    [InlineData("2.10.0.0", "2.10.1+cpu", true)]
+    [InlineData("2.10.0.0", "2.6.0", false)]
+    [InlineData("2.10.0.0", "3.10.0", false)]
+    [InlineData("2.10.0.0", null, true)]
+    public void OnlyTheLibTorchMinorVersionTorchSharpWasBuiltForIsAccepted(string expected, string? loaded, bool accepted)
+    {
+        string? why = LibTorchVersion.WhyUnsupported(expected, loaded, "/usr/lib/libtorch_cpu.so");
+        Assert.Equal(accepted, why is null);
+        if (why is not null)
+        {
+            // The message names both versions and the file that was loaded.
+            Assert.Contains("2.10.x", why, StringComparison.Ordinal);
+            Assert.Contains(loaded!, why, StringComparison.Ordinal);
+            Assert.Contains("/usr/lib/libtorch_cpu.so", why, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void ShowConfigTextGivesTheVersionAndKernelLevel()
+    {
+        const string Config = "PyTorch built with:\n  - CPU capability usage: AVX2\n  - Build settings: BLAS_INFO=mkl, TORCH_VERSION=2.6.0, USE_CUDA=0, \n";
+        Assert.Equal(("2.6.0", "AVX2"), LibTorchVersion.ParseConfig(Config));
+        Assert.Equal((null, null), LibTorchVersion.ParseConfig("nothing here"));
+    }
+
+    [Fact]
+    public void TheLoadedLibTorchIsReadAndSupported()
+    {
+        var report = LibTorchVersion.Check();
+        Assert.Equal(TorchSharp.torch.__version__, report.ExpectedVersion);
+        if (OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64)
+        {
+            Assert.NotNull(report.LoadedPath);
+            Assert.NotNull(report.CpuCapability);
+            Assert.StartsWith(string.Join('.', report.ExpectedVersion.Split('.').Take(2)) + ".", report.LoadedVersion + ".", StringComparison.Ordinal);
+        }
+    }
 }
