@@ -62,7 +62,7 @@ public static class FeatureAnalysisSample
                 {
                     string png = Path.Combine(heatmapDir, $"{Path.GetFileNameWithoutExtension(image)}_feature_{top[0].Index}.png");
                     Directory.CreateDirectory(heatmapDir);
-                    features.RenderHeatmap(top[0].Index, png);
+                    features.RenderHeatmap(top[0].Index, png, title: analyzer.HeatmapTitle(top[0].Index));
                     stderr.WriteLine($"heatmap: {png}");
                 }
             }

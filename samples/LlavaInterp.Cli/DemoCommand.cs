@@ -100,7 +100,7 @@ public static class DemoCommand
 
         Directory.CreateDirectory(outDir);
         string heatmap = Path.Combine(outDir, $"heatmap_{Path.GetFileNameWithoutExtension(imageList[0])}_feature_{f}.png");
-        first.RenderHeatmap(f, heatmap);
+        first.RenderHeatmap(f, heatmap, title: analyzer.HeatmapTitle(f));
         string description = analyzer.Describe(f) is { } d ? $" ({d})" : string.Empty;
         stdout.WriteLine($"2. Where feature {f}{description} fires on {Path.GetFileName(imageList[0])}: {heatmap}");
         stdout.WriteLine();

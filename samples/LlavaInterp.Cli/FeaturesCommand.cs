@@ -125,7 +125,7 @@ public static class FeaturesCommand
 
         // Every image once: the tallies and rankings in the library, the heatmap drawn from the one image's activations.
         var ranking = analyzer.RankEntries(entries, byClass, prompt, positions, aggregation, topK, excludeDense, raw, cancellationToken: ct,
-            onEncoded: heatmap is null ? null : (_, features) => features.RenderHeatmap(heatmapFeature!.Value, heatmap));
+            onEncoded: heatmap is null ? null : (_, features) => features.RenderHeatmap(heatmapFeature!.Value, heatmap, title: analyzer.HeatmapTitle(heatmapFeature!.Value)));
         var results = ranking.Results;
         var dense = ranking.Dense;
         if (json)

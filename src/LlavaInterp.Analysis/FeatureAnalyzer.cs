@@ -78,12 +78,35 @@ public sealed class PromptFeatures : IDisposable
         return SpatialMap.FromActivations(Acts, positions, feature, gridH, gridW);
     }
 
-    /// <summary>Writes a heatmap PNG of one feature over the processed image (written to a temporary file, then moved).</summary>
-    public void RenderHeatmap(int feature, string outputPath, int image = 0)
+    /// <summary>
+    /// Writes a heatmap figure (PNG) of one feature over the processed image: enlarged to a readable size, titled
+    /// (<paramref name="title"/>, default <c>feature F</c>; pass the Neuronpedia description too), with a colour bar.
+    /// Written to a temporary file, then moved. <see cref="Heatmap"/> draws the bare overlay at the image's size.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">No such image or feature.</exception>
+    public void RenderHeatmap(int feature, string outputPath, int image = 0, string? title = null, HeatmapStyle? style = null)
     {
         using var map = SpatialMapOf(feature, image);
-        var crop = Images[image].Image;
-        Heatmap.Render(crop.Width, crop.Height, crop.Pixels, map, outputPath);
+        HeatmapFigure.Render(Images[image].Image, map, outputPath, title ?? $"feature {feature}", style);
+    }
+
+    /// <summary>
+    /// One figure with a tile per feature over image <paramref name="image"/>, sharing one value range and colour bar;
+    /// <paramref name="titles"/> (same order as <paramref name="features"/>) default to <c>feature F</c>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">No such image or feature.</exception>
+    /// <exception cref="ArgumentException">No features, or a title count that differs.</exception>
+    public void RenderHeatmapGrid(IReadOnlyList<int> features, string outputPath, int image = 0, IReadOnlyList<string>? titles = null, HeatmapStyle? style = null, int columns = 0)
+    {
+        ArgumentNullException.ThrowIfNull(features);
+        if (titles is not null && titles.Count != features.Count)
+        {
+            throw new ArgumentException($"{titles.Count} titles for {features.Count} features.", nameof(titles));
+        }
+
+        using var scope = torch.NewDisposeScope();
+        var tiles = features.Select((f, i) => new HeatmapTile(Images[image].Image, SpatialMapOf(f, image), titles?[i] ?? $"feature {f}")).ToArray();
+        HeatmapFigure.RenderGrid(tiles, outputPath, style, columns);
     }
 
     /// <inheritdoc/>
@@ -302,6 +325,9 @@ public sealed class FeatureAnalyzer
 
     /// <summary>The feature's first explanation, or null.</summary>
     public string? Describe(int feature) => Explanations?.Describe(feature);
+
+    /// <summary>A figure title: <c>feature F: description</c>, or <c>feature F</c> without an explanation.</summary>
+    public string HeatmapTitle(int feature) => Describe(feature) is { } d ? $"feature {feature}: {d}" : $"feature {feature}";
 
     /// <summary>
     /// The <paramref name="k"/> largest features of an aggregate [d_sae], largest first (<c>torch.topk</c> order),

@@ -200,7 +200,7 @@ public static class Heatmap
         return up[0, 0].contiguous().MoveToOuterDisposeScope();
     }
 
-    private static byte[] Blend(int width, int height, ReadOnlySpan<byte> rgb, Tensor map, Colormap colormap, double alpha, double? min, double? max)
+    internal static byte[] Blend(int width, int height, ReadOnlySpan<byte> rgb, Tensor map, Colormap colormap, double alpha, double? min, double? max)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);

@@ -1,3 +1,4 @@
+using LlavaInterp.Analysis;
 using LlavaInterp.Samples;
 using LlavaInterp.Tests.Support;
 using SixLabors.ImageSharp;
@@ -23,10 +24,10 @@ public sealed class DemoCommandTests
             Assert.Contains(Path.GetFileName(image), run.Stdout, StringComparison.Ordinal);
         }
 
-        // 2. one heatmap of the crop's size
+        // 2. one heatmap figure of the crop, enlarged to a readable size
         var png = Assert.Single(Directory.GetFiles(dir.Path, "*.png"));
         Assert.Contains(Path.GetFileName(png), run.Stdout, StringComparison.Ordinal);
-        Assert.Equal(32, Image.Identify(png).Width);
+        Assert.True(Image.Identify(png).Width > HeatmapFigure.ScaleFactor(32, 32, new HeatmapStyle().MinSide) * 32);
 
         // 3. plain and steered generations side by side, and steering changed the tokens
         var tokens = run.Stdout.Split('\n').Single(l => l.StartsWith("tokens", StringComparison.Ordinal));

@@ -169,6 +169,65 @@ public sealed class FeatureAnalysisTests
     }
 
     [Fact]
+    public void HeatmapFigureEnlargesTheImageAndAddsATitleAndAColourBar()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var dir = new TempDir();
+        var crop = Fixture.Load("image.gradient_rgb.cropped");
+        var bytes = crop.to(ScalarType.Byte).contiguous().data<byte>().ToArray();
+        var image = new LlavaInterp.Models.Clip.RgbImage(32, 32, bytes);
+        var map = SpatialMap.FromActivations(Fixture.Load("sae.standard.feature_acts"), SaeFixture.ImagePositions, 221, 4, 4);
+        int k = HeatmapFigure.ScaleFactor(32, 32, 336);
+        Assert.Equal(11, k);
+
+        // The overlay inside the figure is the bare heatmap of the image enlarged k times (sharp pixels, smooth map).
+        var big = new byte[32 * k * 32 * k * 3];
+        for (int y = 0; y < 32 * k; y++)
+        {
+            for (int x = 0; x < 32 * k; x++)
+            {
+                Array.Copy(bytes, (((y / k) * 32) + (x / k)) * 3, big, ((y * 32 * k) + x) * 3, 3);
+            }
+        }
+
+        // (With the map's own range: the figure scales by the map's values, not by the upsampled ones.)
+        Heatmap.Render(32 * k, 32 * k, big, map, dir.File("bare.png"), min: map.min().item<float>(), max: map.max().item<float>());
+        string path = dir.File("figure.png");
+        HeatmapFigure.Render(image, map, path, "feature 221: colours", new HeatmapStyle { Colormap = Colormap.Jet });
+        using var figure = SixLabors.ImageSharp.Image.Load<Rgb24>(path);
+        using var bare = SixLabors.ImageSharp.Image.Load<Rgb24>(dir.File("bare.png"));
+        Assert.True(figure.Width > bare.Width + 20 && figure.Height > bare.Height + 16, $"figure {figure.Width}×{figure.Height} around a {bare.Width}×{bare.Height} image");
+
+        // Find the tile: the first row and column (after the margin and title) where figure == bare at the origin.
+        int top = Enumerable.Range(0, figure.Height - bare.Height).First(y => Enumerable.Range(0, bare.Width).All(x => figure[8 + x, y] == bare[x, 0]));
+        for (int y = 0; y < bare.Height; y += 37)
+        {
+            for (int x = 0; x < bare.Width; x += 29)
+            {
+                Assert.Equal(bare[x, y], figure[8 + x, top + y]);
+            }
+        }
+
+        // The title band holds dark text; the bar runs from the scale's top colour to its bottom colour.
+        Assert.Contains(Enumerable.Range(0, top).SelectMany(y => Enumerable.Range(8, 100).Select(x => figure[x, y])), p => p.R < 100 && p.G < 100 && p.B < 100);
+        int barX = 8 + bare.Width + 8 + 7;
+        var (r1, g1, b1) = Heatmap.Color(Colormap.Jet, 1.0);
+        var (r0, g0, b0) = Heatmap.Color(Colormap.Jet, 0.0);
+        Assert.Equal(new Rgb24(r1, g1, b1), figure[barX, top]);
+        Assert.Equal(new Rgb24(r0, g0, b0), figure[barX, top + bare.Height - 1]);
+        Assert.Equal(["bare.png", "figure.png"], Directory.GetFiles(dir.Path).Select(Path.GetFileName).Order());
+
+        // A grid of three features shares one range and one bar; bad ranges and empty grids are refused.
+        var maps = Enumerable.Range(0, 3).Select(i => new HeatmapTile(image, map * (i + 1), $"feature {i}")).ToArray();
+        HeatmapFigure.RenderGrid(maps, dir.File("grid.png"), columns: 3);
+        Assert.True(SixLabors.ImageSharp.Image.Identify(dir.File("grid.png")).Width > 3 * bare.Width);
+        Assert.Throws<ArgumentException>(() => HeatmapFigure.RenderGrid([], dir.File("none.png")));
+        Assert.Throws<ArgumentException>(() => HeatmapFigure.Render(image, map, dir.File("bad.png"), style: new HeatmapStyle { Min = 2, Max = 1 }));
+        Assert.Throws<ArgumentException>(() => HeatmapFigure.Render(image, torch.rand(16), dir.File("bad.png")));
+        Assert.False(File.Exists(dir.File("bad.png")));
+    }
+
+    [Fact]
     public void BadHeatmapInputsWriteNothing()
     {
         using var scope = torch.NewDisposeScope();
