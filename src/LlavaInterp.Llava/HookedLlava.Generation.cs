@@ -18,6 +18,7 @@ public sealed partial class HookedLlava
     /// <param name="prompt">The prepared prompt.</param>
     /// <param name="options">Decoding options; null is greedy with 20 new tokens.</param>
     /// <param name="cancellationToken">Checked before every step.</param>
+    /// <exception cref="ContextLengthException">The prompt plus <see cref="GenerationOptions.MaxNewTokens"/> exceed <c>max_position_embeddings</c>; nothing runs.</exception>
     public GenerationResult Generate(LlavaPrompt prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
@@ -25,6 +26,7 @@ public sealed partial class HookedLlava
     }
 
     /// <summary>Generates for a left-padded batch; each row stops on its own.</summary>
+    /// <exception cref="ContextLengthException">The prompt plus <see cref="GenerationOptions.MaxNewTokens"/> exceed <c>max_position_embeddings</c>; nothing runs.</exception>
     public IReadOnlyList<GenerationResult> GenerateBatch(LlavaBatch batch, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -37,6 +39,7 @@ public sealed partial class HookedLlava
     /// context: the hooks of the caller's scope fire on every step, leaving the loop (or disposing the enumerator) stops
     /// generation before the next step, and a step's exception reaches the caller.
     /// </summary>
+    /// <exception cref="ContextLengthException">The prompt plus <see cref="GenerationOptions.MaxNewTokens"/> exceed <c>max_position_embeddings</c>.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled; checked before every step.</exception>
     public async IAsyncEnumerable<string> GenerateStreamAsync(LlavaPrompt prompt, GenerationOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {

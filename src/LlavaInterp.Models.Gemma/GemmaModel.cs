@@ -112,6 +112,7 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
 
     /// <summary>Runs the decoder (no logits). The result's tensors belong to the caller.</summary>
     /// <exception cref="ArgumentException">Inconsistent input (the message says which field).</exception>
+    /// <exception cref="ContextLengthException">Cached plus new positions exceed <c>max_position_embeddings</c>; nothing runs.</exception>
     public override GemmaOutput forward(GemmaInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -135,6 +136,12 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         }
 
         long past = cache?.Length ?? 0;
+        if ((input.InputIds ?? input.InputsEmbeds) is { } given && given.dim() >= 2)
+        {
+            long fresh = given.shape[1];
+            ContextLengthException.ThrowIfExceeded(past + fresh, Config.MaxPositionEmbeddings, () => past == 0 ? $"The input ({fresh} tokens)" : $"The cache ({past} positions) plus the input ({fresh} tokens)");
+        }
+
         using var position = HookRun.EnterPositionOffset(past);
         using var scope = NewDisposeScope();
 

@@ -23,9 +23,15 @@ internal sealed class GenerationRun : IDisposable
     private int _steps;
 
     /// <summary>Prepares a run; nothing runs until the first <see cref="Step"/>.</summary>
+    /// <exception cref="ContextLengthException">The prompt plus <see cref="GenerationOptions.MaxNewTokens"/> exceed <c>max_position_embeddings</c>.</exception>
     public GenerationRun(HookedLlava model, LlavaInput prefill, int batch, GenerationOptions options, IEnumerable<int> stops, int pad)
     {
         options.Validate();
+        long promptLength = prefill.InputIds.shape[1];
+        ContextLengthException.ThrowIfExceeded(
+            promptLength + options.MaxNewTokens,
+            model.Config.TextConfig.MaxPositionEmbeddings,
+            () => $"The prompt ({promptLength} tokens) plus MaxNewTokens ({options.MaxNewTokens})");
         _model = model;
         _prefill = prefill;
         _options = options;
