@@ -109,6 +109,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     /// image), then the language model. Hook contexts report the absolute position offset (the cache length).
     /// </summary>
     /// <exception cref="LlavaException">Image tokens and image features do not match.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token id (other than the image placeholder) outside the language model's vocabulary.</exception>
     public override GemmaOutput forward(LlavaInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -117,12 +118,13 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
         using (var scope = NewDisposeScope())
         using (HookRun.EnterPositionOffset(past))
         {
-            var ids = input.InputIds.to(ScalarType.Int64, Device);
-            var imageMask = ids.eq(Config.ImageTokenIndex);
+            // The placeholder id may lie outside the text vocabulary; its rows are overwritten anyway. Every other id
+            // goes through the language model's own check.
+            var placeholders = input.InputIds.eq(Config.ImageTokenIndex);
+            var ids = _languageModel.Model.CheckInputIds(input.InputIds.masked_fill(placeholders, 0));
+            var imageMask = placeholders.to(Device);
             long imageTokens = imageMask.sum().item<long>();
-
-            // The placeholder id may lie outside the text vocabulary; its rows are overwritten anyway.
-            var merged = _languageModel.Model.EmbedTokens.call(ids.masked_fill(imageMask, 0));
+            var merged = _languageModel.Model.EmbedTokens.call(ids);
             if (input.PixelValues is not null)
             {
                 var features = GetImageFeatures(input.PixelValues);

@@ -252,7 +252,7 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         Tensor embeds;
         if (input.InputIds is { } ids)
         {
-            embeds = _embedTokens.call(CheckIds(ids));
+            embeds = _embedTokens.call(CheckInputIds(ids));
         }
         else
         {
@@ -289,8 +289,17 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         return embeds;
     }
 
-    private Tensor CheckIds(Tensor ids)
+    /// <summary>
+    /// Checks token ids as every forward does — [batch, pos] with batch, pos &gt; 0, int64 or int32, each in
+    /// [0, <c>vocab_size</c>) — and returns them as int64 on the model's device. For a model that embeds ids through
+    /// <see cref="EmbedTokens"/> itself (LLaVA), so that an id without an embedding row is this error, not an index
+    /// failure inside the lookup.
+    /// </summary>
+    /// <exception cref="ArgumentException">Wrong rank, empty, or not an integer tensor.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An id outside the vocabulary (the message names it and the size).</exception>
+    public Tensor CheckInputIds(Tensor ids)
     {
+        ArgumentNullException.ThrowIfNull(ids);
         if (ids.dim() != 2 || ids.shape[0] == 0 || ids.shape[1] == 0)
         {
             throw new ArgumentException($"InputIds must be [batch, pos] with batch, pos > 0; got [{string.Join(", ", ids.shape)}].", "input");
