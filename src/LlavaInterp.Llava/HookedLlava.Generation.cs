@@ -72,8 +72,11 @@ public sealed partial class HookedLlava
         }
     }
 
-    private GenerationRun StartRun(LlavaInput prefill, int batch, GenerationOptions? options) =>
-        new(this, prefill, batch, options ?? GenerationOptions.Greedy, options?.StopTokenIds ?? DefaultStopTokenIds, Processor?.Tokenizer.PadTokenId ?? 0);
+    private GenerationRun StartRun(LlavaInput prefill, int batch, GenerationOptions? options)
+    {
+        ThrowIfDisposed();
+        return new(this, prefill, batch, options ?? GenerationOptions.Greedy, options?.StopTokenIds ?? DefaultStopTokenIds, Processor?.Tokenizer.PadTokenId ?? 0);
+    }
 
     private List<GenerationResult> GenerateCore(LlavaInput prefill, IReadOnlyList<IReadOnlyList<int>> promptIds, GenerationOptions? options, CancellationToken cancellationToken)
     {

@@ -94,6 +94,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     public Tensor GetImageFeatures(Tensor pixelValues)
     {
         ArgumentNullException.ThrowIfNull(pixelValues);
+        ThrowIfDisposed();
         using var scope = NewDisposeScope();
         var selected = _visionTower.GetFeatureLayer(pixelValues.to(DType, Device), Config.VisionFeatureLayer);
         if (Config.DropsClsToken)
@@ -113,6 +114,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     public override GemmaOutput forward(LlavaInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        ThrowIfDisposed();
         long past = input.Cache?.Length ?? 0;
         Tensor embeds;
         using (var scope = NewDisposeScope())
@@ -176,6 +178,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     public void LoadWeights(ITensorSource source, bool strict = true, CancellationToken cancellationToken = default, IProgress<WeightLoadProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(source);
+        ThrowIfDisposed();
         var layout = LlavaCheckpointLayout.Detect(source);
         if (strict)
         {
