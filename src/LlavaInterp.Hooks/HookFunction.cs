@@ -4,7 +4,7 @@ namespace LlavaInterp.Hooks;
 
 /// <summary>
 /// A hook: receives the activation at a hook point and where it is, returns the activation the model goes on with
-/// (the same tensor to pass it through, a modified or a new tensor of the same shape to replace it).
+/// (the same tensor to pass it through, a modified or a new tensor of the same shape, dtype and device to replace it).
 /// </summary>
 /// <param name="activation">The activation flowing through the hook point.</param>
 /// <param name="context">Which hook point fired and at which absolute position the chunk starts.</param>

@@ -93,9 +93,26 @@ public sealed class HookPoint : torch.nn.Module<torch.Tensor, torch.Tensor>
             throw new HookException(Name, "the hook returned null; return the activation to pass it through.");
         }
 
-        if (!ReferenceEquals(result, x) && !result.shape.SequenceEqual(x.shape))
+        if (ReferenceEquals(result, x))
+        {
+            return result;
+        }
+
+        if (!result.shape.SequenceEqual(x.shape))
         {
             throw new HookException(Name, $"the hook returned shape [{string.Join(", ", result.shape)}] but the activation has shape [{string.Join(", ", x.shape)}].");
+        }
+
+        // Another dtype would be promoted silently downstream (or fail deep inside a kernel), another device fails far
+        // from the hook: both are the hook's mistake, so say so here.
+        if (result.dtype != x.dtype)
+        {
+            throw new HookException(Name, $"the hook returned dtype {result.dtype} but the activation has dtype {x.dtype}; convert it with .to(activation.dtype).");
+        }
+
+        if (result.device_type != x.device_type || result.device_index != x.device_index)
+        {
+            throw new HookException(Name, $"the hook returned a tensor on device {result.device} but the activation is on {x.device}.");
         }
 
         return result;

@@ -14,12 +14,35 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
 {
     private Dictionary<string, HookPoint> _hookDict = new(StringComparer.Ordinal);
     private List<string> _hookNames = new();
+    private int _disposed;
 
     /// <summary>Creates the root module.</summary>
     /// <param name="name">Module name.</param>
     protected HookedRootModule(string name)
         : base(name)
     {
+    }
+
+    /// <summary>Whether the model has been disposed (directly, or with a model that holds it).</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>
+    /// Throws <see cref="ObjectDisposedException"/> once the model is disposed. A derived model calls it first in
+    /// <c>forward</c> and every public method that reads its weights: they are freed native handles by then, and
+    /// TorchSharp's own error ("empty handle") would not say why.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
+    protected void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(IsDisposed, this);
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            Volatile.Write(ref _disposed, 1);
+        }
+
+        base.Dispose(disposing);
     }
 
     /// <summary>Every hook point name, in module order.</summary>
@@ -99,6 +122,7 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
     public IDisposable AddHook(string name, HookFunction hook, HookDirection direction = HookDirection.Forward, bool permanent = false)
     {
         ArgumentNullException.ThrowIfNull(hook);
+        ThrowIfDisposed();
         CheckDirection(direction, name);
         var point = GetHookPoint(name);
         point.AddModelHook(hook, permanent);
@@ -111,6 +135,7 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
     {
         ArgumentNullException.ThrowIfNull(filter);
         ArgumentNullException.ThrowIfNull(hook);
+        ThrowIfDisposed();
         CheckDirection(direction, "<filter>");
         var points = _hookNames.Where(filter).Select(n => _hookDict[n]).ToList();
         foreach (var p in points)
@@ -134,12 +159,14 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
     /// Attaches hooks for the calling async flow until the returned scope is disposed. Runs on other threads do not see them.
     /// </summary>
     /// <exception cref="HookException">A hook given by name names no hook point.</exception>
+    /// <exception cref="ObjectDisposedException">The model is disposed.</exception>
     public IDisposable Hooks(params HookSpec[] hooks) => Hooks((IEnumerable<HookSpec>)hooks);
 
     /// <inheritdoc cref="Hooks(HookSpec[])"/>
     public IDisposable Hooks(IEnumerable<HookSpec> hooks)
     {
         ArgumentNullException.ThrowIfNull(hooks);
+        ThrowIfDisposed();
         var pairs = new List<(HookPoint, HookFunction)>();
         foreach (var spec in hooks)
         {
@@ -182,6 +209,7 @@ public abstract class HookedRootModule<TInput, TOutput> : torch.nn.Module<TInput
     /// <returns>The output and the cache; the caller disposes the cache.</returns>
     public (TOutput Output, ActivationCache Cache) RunWithCache(TInput input, Func<string, bool>? namesFilter = null, torch.Device? device = null, int? stopAtLayer = null, IEnumerable<HookSpec>? hooks = null)
     {
+        ThrowIfDisposed();
         var cache = new ActivationCache { Naming = (this as IActNameResolver) is { } names ? names.GetActName : null };
         var record = new List<HookSpec>();
         foreach (var name in _hookNames)

@@ -43,6 +43,7 @@ public sealed partial class HookedLlava
     /// <summary>Loads a LLaVA checkpoint from a local Hugging Face folder.</summary>
     /// <exception cref="DirectoryNotFoundException">No such folder.</exception>
     /// <exception cref="ConfigException">A bad configuration file.</exception>
+    /// <exception cref="LlavaException">The tokenizer has ids the language model has no embedding rows for.</exception>
     /// <exception cref="TensorFileException">A missing or malformed checkpoint file.</exception>
     /// <exception cref="LlavaInterp.Loading.WeightLoadException">The checkpoint does not fit the configuration.</exception>
     public static HookedLlava FromPretrained(string folder, LlavaLoadOptions? options = null, CancellationToken cancellationToken = default)

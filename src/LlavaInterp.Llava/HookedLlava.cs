@@ -94,6 +94,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     public Tensor GetImageFeatures(Tensor pixelValues)
     {
         ArgumentNullException.ThrowIfNull(pixelValues);
+        ThrowIfDisposed();
         using var scope = NewDisposeScope();
         var selected = _visionTower.GetFeatureLayer(pixelValues.to(DType, Device), Config.VisionFeatureLayer);
         if (Config.DropsClsToken)
@@ -109,20 +110,23 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     /// image), then the language model. Hook contexts report the absolute position offset (the cache length).
     /// </summary>
     /// <exception cref="LlavaException">Image tokens and image features do not match.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token id (other than the image placeholder) outside the language model's vocabulary.</exception>
     public override GemmaOutput forward(LlavaInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        ThrowIfDisposed();
         long past = input.Cache?.Length ?? 0;
         Tensor embeds;
         using (var scope = NewDisposeScope())
         using (HookRun.EnterPositionOffset(past))
         {
-            var ids = input.InputIds.to(ScalarType.Int64, Device);
-            var imageMask = ids.eq(Config.ImageTokenIndex);
+            // The placeholder id may lie outside the text vocabulary; its rows are overwritten anyway. Every other id
+            // goes through the language model's own check.
+            var placeholders = input.InputIds.eq(Config.ImageTokenIndex);
+            var ids = _languageModel.Model.CheckInputIds(input.InputIds.masked_fill(placeholders, 0));
+            var imageMask = placeholders.to(Device);
             long imageTokens = imageMask.sum().item<long>();
-
-            // The placeholder id may lie outside the text vocabulary; its rows are overwritten anyway.
-            var merged = _languageModel.Model.EmbedTokens.call(ids.masked_fill(imageMask, 0));
+            var merged = _languageModel.Model.EmbedTokens.call(ids);
             if (input.PixelValues is not null)
             {
                 var features = GetImageFeatures(input.PixelValues);
@@ -174,6 +178,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     public void LoadWeights(ITensorSource source, bool strict = true, CancellationToken cancellationToken = default, IProgress<WeightLoadProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(source);
+        ThrowIfDisposed();
         var layout = LlavaCheckpointLayout.Detect(source);
         if (strict)
         {

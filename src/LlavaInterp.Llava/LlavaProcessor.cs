@@ -13,12 +13,35 @@ public sealed class LlavaProcessor
     private readonly LlavaProcessorConfig _processorConfig;
 
     /// <summary>Creates a processor.</summary>
+    /// <exception cref="LlavaException">The tokenizer has an id the language model has no embedding row for (other than
+    /// the image placeholder): tokenizer and configuration do not belong together.</exception>
     public LlavaProcessor(GemmaTokenizer tokenizer, ClipImageProcessor imageProcessor, LlavaConfig config, LlavaProcessorConfig? processorConfig = null)
     {
         Tokenizer = tokenizer ?? throw new ArgumentNullException(nameof(tokenizer));
         ImageProcessor = imageProcessor ?? throw new ArgumentNullException(nameof(imageProcessor));
         _config = config ?? throw new ArgumentNullException(nameof(config));
         _processorConfig = processorConfig ?? new LlavaProcessorConfig();
+        CheckVocabulary(tokenizer, config);
+    }
+
+    // Found here, at load, rather than as an index failure in the first forward that meets such a token. The image
+    // placeholder may lie past the rows (llava-gemma-2b: <image> = 256000 = vocab_size): the merge overwrites its rows.
+    private static void CheckVocabulary(GemmaTokenizer tokenizer, LlavaConfig config)
+    {
+        int rows = config.TextConfig.VocabSize;
+        int? first = tokenizer.SentencePieceVocabSize > rows ? rows : null;
+        foreach (int id in tokenizer.AddedTokens.Keys)
+        {
+            if (id >= rows && id != config.ImageTokenIndex && (first is null || id < first))
+            {
+                first = id;
+            }
+        }
+
+        if (first is int bad)
+        {
+            throw new LlavaException($"The tokenizer has token id {bad} ('{tokenizer.IdToToken(bad)}', {tokenizer.VocabSize} ids in all) but the language model's vocab_size is {rows}: tokenizer and config.json do not belong together.");
+        }
     }
 
     /// <summary>The tokenizer.</summary>

@@ -72,6 +72,7 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     /// <summary>Runs the vision tower.</summary>
     public override ClipVisionOutput forward(ClipVisionInput input)
     {
+        ThrowIfDisposed();
         // Vision tokens are not sequence positions of the language model: hooks see offset 0 even inside a decode step.
         using var offset = HookRun.EnterPositionOffset(0);
         return _visionModel.call(input);
@@ -128,6 +129,7 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(prefix);
+        ThrowIfDisposed();
         return WeightLoader.Load(this, source, prefix, strict, name => name.StartsWith(VisionModelKey, StringComparison.Ordinal), progress: progress, cancellationToken: cancellationToken);
     }
 

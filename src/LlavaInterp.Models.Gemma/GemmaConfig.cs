@@ -55,7 +55,7 @@ public sealed record GemmaConfig : HfConfig
     [JsonPropertyName("hidden_activation")]
     public string? HiddenActivation { get; init; }
 
-    /// <summary><c>max_position_embeddings</c> (HF default 8192). Informational: RoPE has no table limit.</summary>
+    /// <summary><c>max_position_embeddings</c> (HF default 8192). A run needing more positions is refused (<see cref="ContextLengthException"/>).</summary>
     [JsonPropertyName("max_position_embeddings")]
     public int MaxPositionEmbeddings { get; init; } = 8192;
 

@@ -116,6 +116,7 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
 
     /// <summary>Runs the decoder (no logits). The result's tensors belong to the caller.</summary>
     /// <exception cref="ArgumentException">Inconsistent input (the message says which field).</exception>
+    /// <exception cref="ContextLengthException">Cached plus new positions exceed <c>max_position_embeddings</c>; nothing runs.</exception>
     public override GemmaOutput forward(GemmaInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -139,6 +140,12 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         }
 
         long past = cache?.Length ?? 0;
+        if ((input.InputIds ?? input.InputsEmbeds) is { } given && given.dim() >= 2)
+        {
+            long fresh = given.shape[1];
+            ContextLengthException.ThrowIfExceeded(past + fresh, Config.MaxPositionEmbeddings, () => past == 0 ? $"The input ({fresh} tokens)" : $"The cache ({past} positions) plus the input ({fresh} tokens)");
+        }
+
         using var position = HookRun.EnterPositionOffset(past);
         using var scope = NewDisposeScope();
 
@@ -249,7 +256,7 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         Tensor embeds;
         if (input.InputIds is { } ids)
         {
-            embeds = _embedTokens.call(CheckIds(ids));
+            embeds = _embedTokens.call(CheckInputIds(ids));
         }
         else
         {
@@ -286,8 +293,17 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         return embeds;
     }
 
-    private Tensor CheckIds(Tensor ids)
+    /// <summary>
+    /// Checks token ids as every forward does — [batch, pos] with batch, pos &gt; 0, int64 or int32, each in
+    /// [0, <c>vocab_size</c>) — and returns them as int64 on the model's device. For a model that embeds ids through
+    /// <see cref="EmbedTokens"/> itself (LLaVA), so that an id without an embedding row is this error, not an index
+    /// failure inside the lookup.
+    /// </summary>
+    /// <exception cref="ArgumentException">Wrong rank, empty, or not an integer tensor.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An id outside the vocabulary (the message names it and the size).</exception>
+    public Tensor CheckInputIds(Tensor ids)
     {
+        ArgumentNullException.ThrowIfNull(ids);
         if (ids.dim() != 2 || ids.shape[0] == 0 || ids.shape[1] == 0)
         {
             throw new ArgumentException($"InputIds must be [batch, pos] with batch, pos > 0; got [{string.Join(", ", ids.shape)}].", "input");

@@ -113,6 +113,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     public override GemmaOutput forward(GemmaInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        ThrowIfDisposed();
         if (input.LogitsToKeep < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(input), "LogitsToKeep must be non-negative.");
@@ -213,6 +214,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(layout);
+        ThrowIfDisposed();
         var report = WeightLoader.Load(this, source, layout.Naming(_lmHead is null), strict, progress: progress, cancellationToken: cancellationToken);
         foreach (var key in report.Missing)
         {
@@ -228,6 +230,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     /// <param name="seed">Seed of the generator used (the global generator is not touched).</param>
     public void InitializeWeights(long seed)
     {
+        ThrowIfDisposed();
         if (Device.type == DeviceType.META)
         {
             return;

@@ -198,6 +198,29 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void InputsLongerThanMaxPositionEmbeddingsAreRejectedBeforeAnyBlockRuns()
+    {
+        using var scope = NewDisposeScope();
+        using var model = TinyGemma.Load();
+        int max = model.Config.MaxPositionEmbeddings;
+        int fired = 0;
+        using var counter = model.AddHook("blocks.0.hook_resid_pre", (a, _) => { fired++; return a; });
+        var tooLong = Assert.Throws<ContextLengthException>(() => model.call(GemmaInput.FromIds(ones(1, max + 1, ScalarType.Int64))));
+        Assert.Equal(max + 1, tooLong.Length);
+        Assert.Contains("max_position_embeddings", tooLong.Message, StringComparison.Ordinal);
+        Assert.Contains($"{max + 1}", tooLong.Message, StringComparison.Ordinal);
+        Assert.Contains($"{max}", tooLong.Message, StringComparison.Ordinal);
+
+        using var cache = model.CreateCache();
+        model.call(GemmaInput.FromIds(ones(1, max - 1, ScalarType.Int64), cache: cache)).Dispose();
+        model.call(GemmaInput.FromIds(ones(1, 1, ScalarType.Int64), cache: cache)).Dispose();
+        var past = Assert.Throws<ContextLengthException>(() => model.call(GemmaInput.FromIds(ones(1, 1, ScalarType.Int64), cache: cache)));
+        Assert.Contains($"cache ({max} positions)", past.Message, StringComparison.Ordinal);
+        Assert.Equal(max, cache.Length);
+        Assert.Equal(2, fired);
+    }
+
+    [Fact]
     public void APatchedInLastResidualStaysTheCallersAfterTheOutputIsDisposed()
     {
         using var model = TinyGemma.Load();

@@ -186,6 +186,19 @@ public sealed class HookTests
     }
 
     [Fact]
+    public void HookReturningAnotherDTypeOrDeviceIsATypedError()
+    {
+        using var model = new TinyResidualModel(8, 1);
+        using var x = Input();
+        var dtype = Assert.Throws<HookException>(() => model.RunWithHooks(new TinyInput(x), ("blocks.0.hook_mlp_out", (a, _) => a.to(ScalarType.Float64))));
+        Assert.Equal("blocks.0.hook_mlp_out", dtype.HookName);
+        Assert.Contains("Float64", dtype.Message, StringComparison.Ordinal);
+        Assert.Contains("Float32", dtype.Message, StringComparison.Ordinal);
+        var meta = Assert.Throws<HookException>(() => model.RunWithHooks(new TinyInput(x), ("blocks.0.hook_mlp_out", (a, _) => torch.empty_like(a, device: torch.META))));
+        Assert.Contains("device", meta.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ScopedHooksBelongToTheirAsyncFlowOnly()
     {
         using var model = new TinyResidualModel(8, 2);

@@ -1,0 +1,73 @@
+using System.Text.Json.Nodes;
+using LlavaInterp.Llava;
+using LlavaInterp.Models.Gemma;
+using LlavaInterp.Tests.Support;
+using static TorchSharp.torch;
+
+namespace LlavaInterp.Tests.Llava;
+
+/// <summary>Token ids the model cannot embed are typed errors, at load and in a forward.</summary>
+public sealed class LlavaVocabularyTests
+{
+    private static int FixtureVocabSize => LlavaConfig.Load(Fixture.Path("model", "config.json")).TextConfig.VocabSize;
+
+    [Fact]
+    public void ATokenIdOutsideTheVocabularyNamesTheIdAndTheVocabularySize()
+    {
+        using var model = HookedLlava.FromPretrained(Fixture.ModelDir);
+        int vocab = model.Config.TextConfig.VocabSize;
+        using var ids = tensor(new long[,] { { 2, vocab + 3, 5 } });
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => model.call(new LlavaInput { InputIds = ids }));
+        Assert.Contains($"{vocab + 3}", ex.Message, StringComparison.Ordinal);
+        Assert.Contains($"{vocab}", ex.Message, StringComparison.Ordinal);
+        using var negative = tensor(new long[,] { { 2, -1 } });
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.call(new LlavaInput { InputIds = negative }));
+    }
+
+    [Fact]
+    public void ATokenizerWithMoreIdsThanEmbeddingRowsIsALoadError()
+    {
+        using var dir = CopyModel();
+        int tokenizerVocab = GemmaTokenizer.FromPretrained(Fixture.ModelDir).VocabSize;
+        EditConfig(dir, c => c["text_config"]!["vocab_size"] = tokenizerVocab - 1);
+        var ex = Assert.Throws<LlavaException>(() => HookedLlava.FromPretrained(dir.Path));
+        Assert.Contains($"{tokenizerVocab - 1}", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("vocab_size", ex.Message, StringComparison.Ordinal);
+        Assert.Contains($"id {tokenizerVocab - 1}", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AnAddedTokenBeyondTheRowsIsFineOnlyWhenItIsTheImageToken()
+    {
+        // llava-gemma-2b's layout: <image> is the one added id past the embedding rows; its rows are overwritten.
+        using var dir = CopyModel();
+        int vocab = FixtureVocabSize;
+        var tokenizerConfig = JsonNode.Parse(File.ReadAllText(dir.File("tokenizer_config.json")))!;
+        tokenizerConfig["added_tokens_decoder"]![$"{vocab}"] = new JsonObject { ["content"] = "<img_extra>", ["special"] = true };
+        File.WriteAllText(dir.File("tokenizer_config.json"), tokenizerConfig.ToJsonString());
+        var ex = Assert.Throws<LlavaException>(() => HookedLlava.FromPretrained(dir.Path));
+        Assert.Contains("<img_extra>", ex.Message, StringComparison.Ordinal);
+
+        EditConfig(dir, c => c["image_token_index"] = vocab);
+        using var model = HookedLlava.FromPretrained(dir.Path);
+        Assert.Equal(vocab, model.Processor!.ImageTokenId);
+    }
+
+    private static TempDir CopyModel()
+    {
+        var dir = new TempDir();
+        foreach (var file in Directory.GetFiles(Fixture.ModelDir))
+        {
+            File.Copy(file, dir.File(Path.GetFileName(file)));
+        }
+
+        return dir;
+    }
+
+    private static void EditConfig(TempDir dir, Action<JsonNode> edit)
+    {
+        var config = JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!;
+        edit(config);
+        File.WriteAllText(dir.File("config.json"), config.ToJsonString());
+    }
+}
