@@ -60,8 +60,19 @@ public sealed partial class HookedLlava
         var config = LlavaConfig.Load(Path.Combine(folder, "config.json"));
         var tokenizer = GemmaTokenizer.FromPretrained(folder);
         var imageProcessor = ClipImageProcessor.FromDirectory(folder);
-        var processorConfig = LlavaProcessorConfig.LoadOrDefault(Path.Combine(folder, "processor_config.json"));
-        var processor = new LlavaProcessor(tokenizer, imageProcessor, config, processorConfig);
+        string processorConfigPath = Path.Combine(folder, "processor_config.json");
+        var processorConfig = LlavaProcessorConfig.LoadOrDefault(processorConfigPath);
+        processorConfig.Validate(processorConfigPath, config, tokenizer);
+        LlavaProcessor processor;
+        try
+        {
+            processor = new LlavaProcessor(tokenizer, imageProcessor, config, processorConfig);
+        }
+        catch (LlavaException ex)
+        {
+            // Tokenizer and config disagree: say which checkpoint.
+            throw new LlavaException($"{Path.GetFullPath(folder)}: {ex.Message}", ex);
+        }
         var stops = ReadStopTokens(folder, config, tokenizer);
 
         using var source = Checkpoint.Open(folder);

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using LlavaInterp.Configuration;
+using LlavaInterp.Models.Gemma;
 
 namespace LlavaInterp.Llava;
 
@@ -25,4 +26,40 @@ public sealed record LlavaProcessorConfig : HfConfig
     /// <summary>Loads the file, or returns the defaults when it does not exist.</summary>
     public static LlavaProcessorConfig LoadOrDefault(string path) =>
         File.Exists(path) ? HfConfigLoader.Load<LlavaProcessorConfig>(path) : new LlavaProcessorConfig();
+
+    /// <summary>
+    /// Checks these settings against the model they will feed, at load rather than in the first forward: the image
+    /// token must be the tokenizer's token for <c>image_token_index</c>, and an image of the vision tower's size must
+    /// expand to exactly as many placeholders as the tower and projector give feature rows.
+    /// </summary>
+    /// <param name="source">The file these settings came from (named in errors).</param>
+    /// <param name="config">The model's configuration.</param>
+    /// <param name="tokenizer">The model's tokenizer.</param>
+    /// <exception cref="ConfigException">A setting that cannot work with this model, naming <paramref name="source"/> and the key.</exception>
+    public void Validate(string source, LlavaConfig config, GemmaTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (tokenizer.TokenToId(ImageToken) is not int id || id != config.ImageTokenIndex)
+        {
+            throw new ConfigException(source, "image_token", $"'{ImageToken}' is {(tokenizer.TokenToId(ImageToken) is int other ? $"token {other}" : "not a single token")} in the tokenizer, but config.json's image_token_index is {config.ImageTokenIndex}: prompts would hold no image placeholders.");
+        }
+
+        if (PatchSize is int patch && patch != config.VisionConfig.PatchSize)
+        {
+            throw new ConfigException(source, "patch_size", $"{patch} differs from the vision tower's patch_size {config.VisionConfig.PatchSize}: images would expand to the wrong number of placeholders.");
+        }
+
+        if (VisionFeatureSelectStrategy is { } strategy && strategy != config.VisionFeatureSelectStrategy)
+        {
+            throw new ConfigException(source, "vision_feature_select_strategy", $"'{strategy}' differs from config.json's '{config.VisionFeatureSelectStrategy}'.");
+        }
+
+        if (NumAdditionalImageTokens != 1)
+        {
+            // The CLIP tower adds exactly one token (CLS) to the patches.
+            throw new ConfigException(source, "num_additional_image_tokens", $"{NumAdditionalImageTokens}: a CLIP vision tower adds exactly 1 (the CLS token).");
+        }
+    }
 }

@@ -49,8 +49,25 @@ public sealed class LlavaVocabularyTests
         Assert.Contains("<img_extra>", ex.Message, StringComparison.Ordinal);
 
         EditConfig(dir, c => c["image_token_index"] = vocab);
+        EditJson(dir, "processor_config.json", c => c["image_token"] = "<img_extra>");
         using var model = HookedLlava.FromPretrained(dir.Path);
         Assert.Equal(vocab, model.Processor!.ImageTokenId);
+    }
+
+    [Theory]
+    [InlineData("image_token", "\"<bos>\"")]
+    [InlineData("image_token", "\"not a token\"")]
+    [InlineData("patch_size", "3")]
+    [InlineData("vision_feature_select_strategy", "\"full\"")]
+    [InlineData("num_additional_image_tokens", "0")]
+    public void AProcessorConfigThatCannotFeedTheModelIsALoadErrorNamingFileAndKey(string key, string value)
+    {
+        // Each of these used to load and then fail in the first forward ("image features and image tokens do not match").
+        using var dir = CopyModel();
+        EditJson(dir, "processor_config.json", c => c[key] = JsonNode.Parse(value));
+        var ex = Assert.Throws<LlavaInterp.Configuration.ConfigException>(() => HookedLlava.FromPretrained(dir.Path));
+        Assert.Equal(dir.File("processor_config.json"), ex.SourcePath);
+        Assert.Equal(key, ex.Key);
     }
 
     private static TempDir CopyModel()
@@ -64,10 +81,12 @@ public sealed class LlavaVocabularyTests
         return dir;
     }
 
-    private static void EditConfig(TempDir dir, Action<JsonNode> edit)
+    private static void EditConfig(TempDir dir, Action<JsonNode> edit) => EditJson(dir, "config.json", edit);
+
+    private static void EditJson(TempDir dir, string file, Action<JsonNode> edit)
     {
-        var config = JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!;
-        edit(config);
-        File.WriteAllText(dir.File("config.json"), config.ToJsonString());
+        var node = JsonNode.Parse(File.ReadAllText(dir.File(file)))!;
+        edit(node);
+        File.WriteAllText(dir.File(file), node.ToJsonString());
     }
 }
