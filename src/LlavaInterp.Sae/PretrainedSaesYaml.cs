@@ -30,12 +30,19 @@ internal static class PretrainedSaesYaml
         var releases = new List<SaeRelease>();
         foreach (var (id, (line, value)) in top)
         {
+            if (string.IsNullOrWhiteSpace(id))
+            {
+                throw new SaeException(null, $"{source}, line {line}: a release id is empty.");
+            }
+
             if (value is not Dictionary<string, (int Line, object? Value)> r)
             {
                 throw new SaeException(null, $"{source}, line {line}: release '{id}' is not a mapping.");
             }
 
-            string repo = Scalar(r, "repo_id") ?? throw new SaeException(null, $"{source}, line {line}: release '{id}' has no repo_id.");
+            string repo = Scalar(r, "repo_id") is { Length: > 0 } repoId && !string.IsNullOrWhiteSpace(repoId)
+                ? repoId
+                : throw new SaeException(null, $"{source}, line {line}: release '{id}' has no repo_id.");
             var saes = new List<SaeReleaseEntry>();
             if (r.TryGetValue("saes", out var list))
             {
@@ -46,7 +53,8 @@ internal static class PretrainedSaesYaml
 
                 foreach (var (itemLine, item) in items)
                 {
-                    if (item is not Dictionary<string, (int Line, object? Value)> sae || Scalar(sae, "id") is not { } saeId || Scalar(sae, "path") is not { } path)
+                    if (item is not Dictionary<string, (int Line, object? Value)> sae || Scalar(sae, "id") is not { } saeId || Scalar(sae, "path") is not { } path
+                        || string.IsNullOrWhiteSpace(saeId))
                     {
                         throw new SaeException(null, $"{source}, line {itemLine}: an SAE of release '{id}' needs 'id' and 'path'.");
                     }

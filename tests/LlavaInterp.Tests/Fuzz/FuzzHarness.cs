@@ -47,8 +47,10 @@ public static class FuzzHarness
     public static int Scale => int.TryParse(Environment.GetEnvironmentVariable("LLAVAINTERP_FUZZ_SCALE"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int s) && s > 0 ? s : 1;
 
     /// <summary>
-    /// Runs the target's cases (seeded by LLAVAINTERP_FUZZ_SEED when set, so a failure reproduces) and returns the
-    /// outcome counts; throws (with CsCheck's shrunk case and seed) on the first case that breaks the rule.
+    /// Runs the target's cases and returns the outcome counts; throws on the first case that breaks the rule. By default
+    /// the cases are fixed (case i is drawn from PCG stream i of one seed), so CI runs the same files every time and a
+    /// failure names the case to rerun. <c>LLAVAINTERP_FUZZ_RANDOM=1</c> (the long run by hand) draws fresh cases through
+    /// CsCheck, which shrinks a failing case and prints its seed (<c>LLAVAINTERP_FUZZ_SEED</c> replays it).
     /// </summary>
     public static IReadOnlyDictionary<FuzzOutcome, int> Run(FuzzTarget target, ITestOutputHelper output)
     {
@@ -63,23 +65,39 @@ public static class FuzzHarness
         target.Load(dir.Path, file);
 
         var gen = target.Json ? Mutation.Json : Mutation.Binary;
+        long cases = (long)target.Cases * Scale;
         var clock = Stopwatch.StartNew();
-        gen.Sample(
-            mutation =>
+        if (Environment.GetEnvironmentVariable("LLAVAINTERP_FUZZ_RANDOM") == "1" || Environment.GetEnvironmentVariable("LLAVAINTERP_FUZZ_SEED") is not null)
+        {
+            gen.Sample(
+                mutation => counts[RunCase(target, dir.Path, file, mutation.Apply(seed, hot))]++,
+                seed: Environment.GetEnvironmentVariable("LLAVAINTERP_FUZZ_SEED"),
+                iter: cases,
+                threads: 1,
+                print: m => m.ToString());
+        }
+        else
+        {
+            for (long i = 0; i < cases; i++)
             {
-                var outcome = RunCase(target, dir.Path, file, mutation.Apply(seed, hot));
-                lock (counts)
+                var mutation = gen.Generate(new PCG((uint)i, FixedSeed), null, out _);
+                try
                 {
-                    counts[outcome]++;
+                    counts[RunCase(target, dir.Path, file, mutation.Apply(seed, hot))]++;
                 }
-            },
-            seed: Environment.GetEnvironmentVariable("LLAVAINTERP_FUZZ_SEED"),
-            iter: (long)target.Cases * Scale,
-            threads: 1,
-            print: m => m.ToString());
+                catch (FuzzDefectException ex)
+                {
+                    throw new FuzzDefectException($"case {i} ({mutation}): {ex.Message}", ex.InnerException);
+                }
+            }
+        }
+
         output.WriteLine($"fuzz {target.Name}: {counts[FuzzOutcome.Loaded] + counts[FuzzOutcome.Rejected]} cases in {clock.Elapsed.TotalSeconds:F1} s: {counts[FuzzOutcome.Loaded]} loaded, {counts[FuzzOutcome.Rejected]} rejected with a typed error");
         return counts;
     }
+
+    // The seed of the fixed CI cases.
+    private const ulong FixedSeed = 20261204;
 
     private static FuzzOutcome RunCase(FuzzTarget target, string folder, string file, byte[] mutated)
     {

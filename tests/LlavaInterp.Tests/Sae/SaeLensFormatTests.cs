@@ -145,6 +145,13 @@ public sealed class SaeLensFormatTests
         var bad = Assert.Throws<SaeException>(() => SaeReleases.LoadPretrainedSaesYaml(dir.File("bad.yaml")));
         Assert.Contains("bad.yaml", bad.Message);
         Assert.Contains("line", bad.Message);
+
+        // Empty ids (found by the fuzz suite: an ArgumentException from the registry before).
+        foreach (var text in new[] { "\"\":\n  repo_id: a/b\n", "r:\n  repo_id: \"\"\n", "r:\n  repo_id: a/b\n  saes:\n    - id: \"\"\n      path: x\n" })
+        {
+            File.WriteAllText(dir.File("empty.yaml"), text);
+            Assert.Contains("empty.yaml", Assert.Throws<SaeException>(() => SaeReleases.LoadPretrainedSaesYaml(dir.File("empty.yaml"))).Message);
+        }
     }
 
     [Fact]
