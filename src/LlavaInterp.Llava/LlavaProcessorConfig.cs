@@ -41,6 +41,11 @@ public sealed record LlavaProcessorConfig : HfConfig
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(tokenizer);
+        if (string.IsNullOrEmpty(ImageToken))
+        {
+            throw new ConfigException(source, "image_token", "must be the image placeholder's text (e.g. \"<image>\").");
+        }
+
         if (tokenizer.TokenToId(ImageToken) is not int id || id != config.ImageTokenIndex)
         {
             throw new ConfigException(source, "image_token", $"'{ImageToken}' is {(tokenizer.TokenToId(ImageToken) is int other ? $"token {other}" : "not a single token")} in the tokenizer, but config.json's image_token_index is {config.ImageTokenIndex}: prompts would hold no image placeholders.");

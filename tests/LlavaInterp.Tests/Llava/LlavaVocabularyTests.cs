@@ -57,6 +57,7 @@ public sealed class LlavaVocabularyTests
     [Theory]
     [InlineData("image_token", "\"<bos>\"")]
     [InlineData("image_token", "\"not a token\"")]
+    [InlineData("image_token", "null")]
     [InlineData("patch_size", "3")]
     [InlineData("vision_feature_select_strategy", "\"full\"")]
     [InlineData("num_additional_image_tokens", "0")]
