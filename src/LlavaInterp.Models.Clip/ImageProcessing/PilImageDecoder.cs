@@ -143,6 +143,15 @@ public static class PilImageDecoder
 
     private static DecodedImage DecodeWithImageSharp(byte[] bytes, string? name)
     {
+        // Before ImageSharp reads anything (its Identify already checks chunk CRCs): truncated image data is an error,
+        // and a file cut after complete image data is rebuilt with whole chunks, as Pillow reads it.
+        var (truncated, repaired) = PngCompleteness.Check(bytes);
+        if (truncated is not null)
+        {
+            throw new ClipImageException(name, truncated);
+        }
+
+        bytes = repaired ?? bytes;
         try
         {
             IImageInfo? info = Image.Identify(DecoderConfiguration, bytes, out IImageFormat? identified);

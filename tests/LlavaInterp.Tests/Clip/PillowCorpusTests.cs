@@ -142,6 +142,58 @@ public sealed class PillowCorpusTests
     }
 
     [Theory]
+    [InlineData("png_rgb_640x480.png")]
+    [InlineData("png_rgb_interlaced_23x11.png")]
+    [InlineData("png_rgb16_interlaced_23x11.png")]
+    [InlineData("png_palette_4bit_17x9.png")]
+    public void PngCutBeforeItsImageDataIsCompleteIsAnErrorAndAfterItDecodes(string file)
+    {
+        // Pillow: "image file is truncated" while rows are missing. A cut at a chunk boundary leaves every chunk
+        // intact (only the zlib stream is short), which ImageSharp 2.1 used to accept with zero-filled rows.
+        byte[] png = File.ReadAllBytes(Path.Combine(Dir, file));
+        var idats = new List<(int Start, int Length)>();
+        for (int pos = 8; pos + 12 <= png.Length;)
+        {
+            int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(pos));
+            if (System.Text.Encoding.ASCII.GetString(png, pos + 4, 4) == "IDAT")
+            {
+                idats.Add((pos, length));
+            }
+
+            pos += 12 + length;
+        }
+
+        var cuts = new List<int>();
+        foreach (var (start, length) in idats)
+        {
+            cuts.Add(start + 8 + (length / 2));                 // inside the chunk's data
+            if (start != idats[^1].Start)
+            {
+                cuts.Add(start + 12 + length);                  // exactly between two IDAT chunks
+                cuts.Add(start + 12 + length - 1);              // inside a checksum before more image data
+            }
+        }
+
+        foreach (int cut in cuts)
+        {
+            using var stream = new MemoryStream(png[..cut]);
+            var ex = Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(stream, $"cut{cut}.png"));
+            Assert.Contains($"cut{cut}.png", ex.Message);
+        }
+
+        // Cut once the image data is complete (inside the last IDAT's checksum, without IEND, inside IEND): Pillow
+        // decodes these, and so do we, to the same pixels as the whole file.
+        using var whole = new MemoryStream(png);
+        byte[] expected = PilImageDecoder.Decode(whole, file).Data;
+        var (last, lastLength) = idats[^1];
+        foreach (int cut in new[] { last + 12 + lastLength - 2, last + 12 + lastLength, png.Length - 3 })
+        {
+            using var stream = new MemoryStream(png[..cut]);
+            Assert.Equal(expected, PilImageDecoder.Decode(stream, $"cut{cut}.png").Data);
+        }
+    }
+
+    [Theory]
     [MemberData(nameof(WithCropReference))]
     public void PixelValuesEqualHuggingFace(string file)
     {
