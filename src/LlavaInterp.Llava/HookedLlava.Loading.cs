@@ -54,7 +54,8 @@ public sealed partial class HookedLlava
         }
 
         var logger = options.Logger ?? NullLogger.Instance;
-        var config = LlavaConfig.Load(Path.Combine(folder, "config.json"));
+        string configPath = Path.Combine(folder, "config.json");
+        var config = LlavaConfig.Load(configPath);
         var tokenizer = GemmaTokenizer.FromPretrained(folder);
         var imageProcessor = ClipImageProcessor.FromDirectory(folder);
         var processorConfig = LlavaProcessorConfig.LoadOrDefault(Path.Combine(folder, "processor_config.json"));
@@ -62,6 +63,9 @@ public sealed partial class HookedLlava
         var stops = ReadStopTokens(folder, config, tokenizer);
 
         using var source = Checkpoint.Open(folder);
+
+        // Against the headers first: a size that does not match the weights must not be allocated.
+        config.CheckAgainst(source, LlavaCheckpointLayout.Detect(source), configPath, options.Strict);
         var model = new HookedLlava(config, processor, options.DType, options.Device) { DefaultStopTokenIds = stops, Logger = logger };
         try
         {

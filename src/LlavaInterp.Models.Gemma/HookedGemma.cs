@@ -145,9 +145,13 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
             throw new DirectoryNotFoundException($"Model folder not found: {folder}");
         }
 
-        var config = GemmaConfig.Load(Path.Combine(folder, "config.json"));
+        string configPath = Path.Combine(folder, "config.json");
+        var config = GemmaConfig.Load(configPath);
         using var source = Checkpoint.Open(folder);
         var layout = options.Layout ?? GemmaWeightLayout.Standalone;
+
+        // Against the headers first: a size that does not match the weights must not be allocated.
+        config.CheckAgainst(source, layout, configPath, options.Strict);
         var model = new HookedGemma(config, options.DType, options.Device) { Logger = options.Logger ?? NullLogger.Instance };
         try
         {
