@@ -66,6 +66,7 @@ public sealed partial class HookedLlava
 
         // Against the headers first: a size that does not match the weights must not be allocated.
         config.CheckAgainst(source, LlavaCheckpointLayout.Detect(source), configPath, options.Strict);
+        CheckImageSize(imageProcessor.Config, config.VisionConfig, Path.Combine(folder, "preprocessor_config.json"));
         var model = new HookedLlava(config, processor, options.DType, options.Device) { DefaultStopTokenIds = stops, Logger = logger };
         try
         {
@@ -81,6 +82,21 @@ public sealed partial class HookedLlava
         return model;
     }
 
+    // The processor must hand the vision tower the square it embeds (its position table has one row per patch of that
+    // square): checked here, so a mismatch is reported against the file at load rather than as a shape error at forward.
+    private static void CheckImageSize(ClipImageProcessorConfig processor, ClipVisionConfig vision, string path)
+    {
+        (string Key, int Height, int Width)? output = processor.DoCenterCrop
+            ? ("crop_size", processor.CropSize.Height!.Value, processor.CropSize.Width!.Value)
+            : processor.DoResize && processor.Size.ShortestEdge is null
+                ? ("size", processor.Size.Height!.Value, processor.Size.Width!.Value)
+                : null;
+        if (output is var (key, height, width) && (height != vision.ImageSize || width != vision.ImageSize))
+        {
+            throw new ConfigException(path, key, $"the processor makes {height}x{width} images, but the vision tower embeds {vision.ImageSize}x{vision.ImageSize} (vision_config.image_size in config.json).");
+        }
+    }
+
     // eos ids from generation_config.json (an int or a list), else config.json's text eos, plus <end_of_turn>.
     private static IReadOnlyList<int> ReadStopTokens(string folder, LlavaConfig config, GemmaTokenizer tokenizer)
     {
@@ -90,7 +106,7 @@ public sealed partial class HookedLlava
         {
             try
             {
-                using var doc = JsonDocument.Parse(File.ReadAllText(path));
+                using var doc = HfConfigLoader.ParseDocument(File.ReadAllText(path), path);
                 if (doc.RootElement.TryGetProperty("eos_token_id", out var eos))
                 {
                     if (eos.ValueKind == JsonValueKind.Number)

@@ -113,17 +113,7 @@ public sealed record ClipVisionConfig : HfConfig
             throw new ConfigException(path, null, "file not found.");
         }
 
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException ex)
-        {
-            throw new ConfigException(path, null, $"invalid configuration JSON: {ex.Message}", ex);
-        }
-
-        using (doc)
+        using (var doc = HfConfigLoader.ParseDocument(File.ReadAllText(path), path))
         {
             var root = doc.RootElement;
             if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("vision_config", out var nested) && nested.ValueKind == JsonValueKind.Object)

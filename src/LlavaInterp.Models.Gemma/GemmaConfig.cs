@@ -141,17 +141,7 @@ public sealed record GemmaConfig : HfConfig
     /// <exception cref="ConfigException">Invalid JSON, wrong value types, another model type, or invalid values.</exception>
     public static GemmaConfig Parse(string json, string source)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-        }
-        catch (JsonException ex)
-        {
-            throw new ConfigException(source, null, $"invalid configuration JSON: {ex.Message}", ex);
-        }
-
-        using (doc)
+        using (var doc = HfConfigLoader.ParseDocument(json, source))
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)

@@ -133,4 +133,38 @@ public sealed class ConfigAgainstCheckpointTests
         Assert.Equal("head_dim", error.Key);
         Assert.Contains("head_dim = 16", error.Message, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(64)]
+    [InlineData(16)]
+    public void ACropSizeOtherThanTheVisionImageSizeIsAnErrorAtLoad(int crop)
+    {
+        using var dir = FixtureWith(null, "image_token_index", 6);
+        var pre = JsonNode.Parse(File.ReadAllText(dir.File("preprocessor_config.json")))!;
+        pre["crop_size"] = new JsonObject { ["height"] = crop, ["width"] = crop };
+        File.WriteAllText(dir.File("preprocessor_config.json"), pre.ToJsonString());
+        var error = Assert.Throws<ConfigException>(() => HookedLlava.FromPretrained(dir.Path));
+        Assert.Equal("crop_size", error.Key);
+        Assert.Equal(dir.File("preprocessor_config.json"), error.SourcePath);
+        Assert.Contains("32x32", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"crop_size": {"height": 100000, "width": 100000}}""", "crop_size")]
+    [InlineData("""{"size": {"shortest_edge": 100000}}""", "shortest_edge")]
+    [InlineData("""{"size": {"height": 100000, "width": 100000}, "do_center_crop": false}""", "size")]
+    public void APreprocessorSizeNoImageCanHoldIsATypedError(string json, string key)
+    {
+        var error = Assert.Throws<ClipImageException>(() => ClipImageProcessorConfig.FromJson(json, "pre.json"));
+        Assert.Contains(key, error.Message, StringComparison.Ordinal);
+        Assert.Equal("pre.json", error.FilePath);
+    }
+
+    [Fact]
+    public void AnElongatedImageWhoseResizeNoArrayHoldsIsATypedError()
+    {
+        var processor = new ClipImageProcessor(ClipImageProcessorConfig.FromJson("""{"size": {"shortest_edge": 20000}, "crop_size": 32}"""));
+        var image = new RgbImage(1, 3000, new byte[3 * 3000]);
+        Assert.Throws<ClipImageException>(() => processor.Resize(image));
+    }
 }
