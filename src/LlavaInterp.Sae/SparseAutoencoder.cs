@@ -259,6 +259,12 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
                 : $"is missing (the archive has: {string.Join(", ", npz.Names)}).");
         }
 
+        // W_enc gives d_in and d_sae: each must be a size an SAE can have (the other arrays are checked against them).
+        if (wEnc.shape.Any(d => d < 1 || d > int.MaxValue))
+        {
+            throw new TensorFileException(npz.FilePath, "W_enc", $"has shape [{Shape(wEnc)}]; d_in and d_sae must lie in [1, {int.MaxValue}].");
+        }
+
         var match = Regex.Match(hookName, @"(?:^|\.)blocks\.(\d+)\.");
         var config = new SaeConfig
         {
