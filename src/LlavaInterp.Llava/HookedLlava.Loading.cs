@@ -70,7 +70,7 @@ public sealed partial class HookedLlava
         var model = new HookedLlava(config, processor, options.DType, options.Device) { DefaultStopTokenIds = stops, Logger = logger };
         try
         {
-            model.LoadWeights(source, options.Strict, cancellationToken, options.LoadProgress);
+            model.LoadWeights(source, options.Strict, cancellationToken, options.LoadProgress, options.WeightLoading);
         }
         catch
         {

@@ -16,6 +16,13 @@ public sealed record LlavaLoadOptions
     /// <summary>Fail on missing or unexpected checkpoint tensors. Default true.</summary>
     public bool Strict { get; init; } = true;
 
+    /// <summary>
+    /// <see cref="LlavaInterp.Loading.WeightLoading.Mapped"/> (default): weights stored in the parameter dtype stay views of
+    /// the memory-mapped file, which must then not be truncated or rewritten while the model lives (SIGBUS);
+    /// <see cref="LlavaInterp.Loading.WeightLoading.Copied"/>: every weight is copied into memory and the file is free.
+    /// </summary>
+    public LlavaInterp.Loading.WeightLoading WeightLoading { get; init; } = LlavaInterp.Loading.WeightLoading.Mapped;
+
     /// <summary>Hub access for repo ids; null reads the environment (<c>HF_HOME</c>, <c>HF_TOKEN</c>, <c>HF_HUB_OFFLINE</c>, …).</summary>
     public HubOptions? Hub { get; init; }
 

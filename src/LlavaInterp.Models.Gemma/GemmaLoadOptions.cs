@@ -21,6 +21,13 @@ public sealed record GemmaLoadOptions
     /// <summary>Checkpoint layout; <see langword="null"/> = <see cref="GemmaWeightLayout.Standalone"/>.</summary>
     public GemmaWeightLayout? Layout { get; init; }
 
+    /// <summary>
+    /// <see cref="LlavaInterp.Loading.WeightLoading.Mapped"/> (default): weights stored in the parameter dtype stay views of
+    /// the memory-mapped file, which must then not be truncated or rewritten while the model lives (SIGBUS);
+    /// <see cref="LlavaInterp.Loading.WeightLoading.Copied"/>: every weight is copied into memory and the file is free.
+    /// </summary>
+    public LlavaInterp.Loading.WeightLoading WeightLoading { get; init; } = LlavaInterp.Loading.WeightLoading.Mapped;
+
     /// <summary>Receives loading diagnostics (e.g. parameters left unloaded in non-strict mode).</summary>
     public ILogger? Logger { get; init; }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using LlavaInterp.Configuration;
 using LlavaInterp.Hooks;
+using LlavaInterp.Loading;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
@@ -214,7 +215,7 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
         {
             foreach (var name in file.Names)
             {
-                weights[name] = file.Load(name, dtype, device);
+                weights[name] = WeightLoader.LoadTensor(file, name, dtype, device, options.WeightLoading);
             }
 
             var sae = Build(config, weights, dtype, device, (tensor, message) => new TensorFileException(file.FilePath, tensor, message));
