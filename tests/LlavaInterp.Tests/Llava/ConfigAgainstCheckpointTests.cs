@@ -167,4 +167,13 @@ public sealed class ConfigAgainstCheckpointTests
         var image = new RgbImage(1, 3000, new byte[3 * 3000]);
         Assert.Throws<ClipImageException>(() => processor.Resize(image));
     }
+
+    [Fact]
+    public void AModelNoAllocatorCanHoldIsAnOutOfMemoryErrorNamingTheShape()
+    {
+        // Built directly, without a checkpoint to check against: int.MaxValue² float32 values overflow any size_t.
+        var config = TinyGemma.Config with { VocabSize = int.MaxValue, HiddenSize = int.MaxValue, PadTokenId = null };
+        var error = Assert.Throws<OutOfMemoryException>(() => new HookedGemma(config));
+        Assert.Contains($"[{int.MaxValue}, {int.MaxValue}]", error.Message, StringComparison.Ordinal);
+    }
 }
