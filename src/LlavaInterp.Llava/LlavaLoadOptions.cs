@@ -13,7 +13,12 @@ public sealed record LlavaLoadOptions
     /// <summary>Device; null is the CPU.</summary>
     public Device? Device { get; init; }
 
-    /// <summary>Fail on missing or unexpected checkpoint tensors. Default true.</summary>
+    /// <summary>
+    /// Fail on missing or unexpected checkpoint tensors. Default true.
+    /// Either way, before the model is built, the configuration is checked against the checkpoint's headers
+    /// (a <c>ConfigException</c>): every stored tensor's shape, and the layer count (equal when strict; never more
+    /// layers than stored otherwise).
+    /// </summary>
     public bool Strict { get; init; } = true;
 
     /// <summary>

@@ -15,7 +15,12 @@ public sealed record GemmaLoadOptions
     /// <summary>Parameter device; <see langword="null"/> = CPU.</summary>
     public Device? Device { get; init; }
 
-    /// <summary>Fail on missing or unexpected decoder tensors (default). Wrong shapes always fail.</summary>
+    /// <summary>
+    /// Fail on missing or unexpected decoder tensors (default). Wrong shapes always fail.
+    /// Either way, before the model is built, the configuration is checked against the checkpoint's headers
+    /// (a <c>ConfigException</c>): every stored tensor's shape, and the layer count (equal when strict; never more
+    /// layers than stored otherwise).
+    /// </summary>
     public bool Strict { get; init; } = true;
 
     /// <summary>Checkpoint layout; <see langword="null"/> = <see cref="GemmaWeightLayout.Standalone"/>.</summary>

@@ -138,7 +138,8 @@ public static class CheckpointShapes
         long storedCount = stored.Count == 0 ? 0 : stored[^1] + 1L;
         if (configured > storedCount || (strict && configured != storedCount))
         {
-            throw new ConfigException(configSource, key, $"{configured} layers configured, but {WeightLoader.SourceName(source)} stores {storedCount} ({layersPrefix}0 … {layersPrefix}{Math.Max(storedCount - 1, 0)}).");
+            string stores = storedCount == 0 ? $"no layer under '{layersPrefix}'" : $"{storedCount} ({layersPrefix}0 … {layersPrefix}{storedCount - 1})";
+            throw new ConfigException(configSource, key, $"{configured} layers configured, but {WeightLoader.SourceName(source)} stores {stores}.");
         }
 
         return stored;
