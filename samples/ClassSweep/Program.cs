@@ -2,12 +2,9 @@
 // as CSV and Markdown. Resumable: each finished class is saved, and a rerun skips it.
 //   dotnet run --project samples/ClassSweep -- --image-dir ~/imagenet-val --per-class 10 --out out/sweep \
 //       --model Intel/llava-gemma-2b --sae gemma-2b-res-jb/blocks.12.hook_resid_post
+using LlavaInterp.Samples;
 using LlavaInterp.Samples.ClassSweep;
 
-using var cts = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) =>
-{
-    e.Cancel = true;
-    cts.Cancel();
-};
-return await ClassSweepSample.RunAsync(args, Console.Out, Console.Error, cts.Token);
+// Ctrl+C and SIGTERM cancel the run (exit code 130, one line on stderr) instead of killing it mid-write.
+using var signals = CancelSignals.Register();
+return signals.Finish(await ClassSweepSample.RunAsync(args, Console.Out, Console.Error, signals.Token), Console.Error, "ClassSweep");

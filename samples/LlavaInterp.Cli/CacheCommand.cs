@@ -51,7 +51,15 @@ public static class CacheCommand
             throw new CliUsageException($"--stop-at-layer must be 0 or more, got {stopAtLayer}.");
         }
 
+        // Checked before the model loads: an empty pattern is wrong whatever the model.
+        _ = HookGlob.Patterns(hookPatterns);
         using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct).ConfigureAwait(false);
+        int layers = model.Config.TextConfig.NumHiddenLayers;
+        if (stopAtLayer > layers)
+        {
+            throw new CliUsageException($"--stop-at-layer {stopAtLayer} is outside [0, {layers}]: the model has {layers} decoder blocks (N runs blocks 0..N-1).");
+        }
+
         var globs = HookGlob.ParseAll(hookPatterns.Count == 0 ? ["*"] : hookPatterns, model.HookNames);
         ct.ThrowIfCancellationRequested();
 

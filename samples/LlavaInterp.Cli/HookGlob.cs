@@ -31,16 +31,36 @@ public sealed class HookGlob
     public bool IsMatch(string name) => _glob.IsMatch(name);
 
     /// <summary>
+    /// Splits <c>--hooks</c> values at commas. An empty pattern (<c>','</c>, <c>'a,,b'</c>, a trailing comma) is a usage
+    /// error: it would otherwise vanish and, with nothing left, write a file without activations.
+    /// </summary>
+    /// <exception cref="CliUsageException">A value holds an empty pattern.</exception>
+    public static IReadOnlyList<string> Patterns(IEnumerable<string> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        var patterns = new List<string>();
+        foreach (string value in values)
+        {
+            var parts = value.Split(',', StringSplitOptions.TrimEntries);
+            if (parts.Any(p => p.Length == 0))
+            {
+                throw new CliUsageException($"--hooks '{value}' holds an empty hook pattern: give names or patterns separated by commas, e.g. 'blocks.*.hook_resid_post,hook_image_features'.");
+            }
+
+            patterns.AddRange(parts);
+        }
+
+        return patterns;
+    }
+
+    /// <summary>
     /// The patterns of <c>--hooks</c> values (each may hold several, comma-separated); every pattern must match at least
     /// one of <paramref name="hookNames"/>, so a typo fails instead of silently caching nothing.
     /// </summary>
     /// <exception cref="CliUsageException">A pattern matches no hook point.</exception>
     public static IReadOnlyList<HookGlob> ParseAll(IEnumerable<string> values, IReadOnlyList<string> hookNames)
     {
-        var globs = values
-            .SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            .Select(v => new HookGlob(v))
-            .ToList();
+        var globs = Patterns(values).Select(v => new HookGlob(v)).ToList();
         foreach (var g in globs)
         {
             if (!hookNames.Any(g.IsMatch))

@@ -1,11 +1,6 @@
 using LlavaInterp.Cli;
+using LlavaInterp.Samples;
 
-// Ctrl+C cancels the run (exit code 130) instead of killing the process mid-write.
-using var cts = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) =>
-{
-    e.Cancel = true;
-    cts.Cancel();
-};
-
-return await Cli.RunAsync(args, Console.Out, Console.Error, cts.Token);
+// Ctrl+C and SIGTERM cancel the run (exit code 130, one line on stderr) instead of killing it mid-write.
+using var signals = CancelSignals.Register();
+return signals.Finish(await Cli.RunAsync(args, Console.Out, Console.Error, signals.Token), Console.Error, Cli.Name);

@@ -29,8 +29,9 @@ public static class ErrorReporting
             stderr.WriteLine($"{program}: {Sources.OneLine(ex.Message)}");
             return UsageError;
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (Exception ex) when (ct.IsCancellationRequested && ex is OperationCanceledException or ObjectDisposedException)
         {
+            // A cancellation can surface as a disposed object in code the token stopped midway: it is the cancellation.
             stderr.WriteLine($"{program}: cancelled.");
             return Cancelled;
         }

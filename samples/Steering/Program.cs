@@ -3,12 +3,9 @@
 // "loyal companions, specifically dogs" at -2 .. -7 turns a dog photo's description into something else).
 //   dotnet run --project samples/Steering                                     (tiny test model, offline)
 //   dotnet run --project samples/Steering -- --model Intel/llava-gemma-2b --image dog.png --feature 4501
+using LlavaInterp.Samples;
 using LlavaInterp.Samples.Steering;
 
-using var cts = new CancellationTokenSource();
-Console.CancelKeyPress += (_, e) =>
-{
-    e.Cancel = true;
-    cts.Cancel();
-};
-return await SteeringSample.RunAsync(args, Console.Out, Console.Error, cts.Token);
+// Ctrl+C and SIGTERM cancel the run (exit code 130, one line on stderr) instead of killing it mid-write.
+using var signals = CancelSignals.Register();
+return signals.Finish(await SteeringSample.RunAsync(args, Console.Out, Console.Error, signals.Token), Console.Error, "Steering");

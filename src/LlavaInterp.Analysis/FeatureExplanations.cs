@@ -376,6 +376,7 @@ public sealed class FeatureExplanations
 
     private static List<FeatureExplanation> ParseText(string text, string source)
     {
+        CheckSurrogates(text, source);
         string trimmed = text.TrimStart('\uFEFF', ' ', '\t', '\r', '\n');
         if (trimmed.StartsWith('['))
         {
@@ -421,6 +422,72 @@ public sealed class FeatureExplanations
         }
 
         return all;
+    }
+
+    // An unpaired surrogate (a "\ud800" escape, or such a char in a string handed in) is no Unicode text: System.Text.Json
+    // would throw InvalidOperationException only when the string is read, without a place. Reported here with its line.
+    private static void CheckSurrogates(string text, string source)
+    {
+        int line = 1;
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            int unit;
+            int width;
+            if (c == '\n')
+            {
+                line++;
+                continue;
+            }
+
+            if (c == '\\' && i + 1 < text.Length)
+            {
+                if (text[i + 1] != 'u' || !TryHex(text, i + 2, out unit))
+                {
+                    i++; // another escape (\\, \", \n, ...): its second char is not an escape of its own
+                    continue;
+                }
+
+                width = 6;
+            }
+            else
+            {
+                unit = c;
+                width = 1;
+            }
+
+            if (char.IsHighSurrogate((char)unit))
+            {
+                int next = i + width;
+                bool paired = width == 6
+                    ? next + 1 < text.Length && text[next] == '\\' && text[next + 1] == 'u' && TryHex(text, next + 2, out int low) && char.IsLowSurrogate((char)low)
+                    : next < text.Length && char.IsLowSurrogate(text[next]);
+                if (!paired)
+                {
+                    throw Unpaired(unit);
+                }
+
+                i = next + width - 1;
+            }
+            else if (char.IsLowSurrogate((char)unit))
+            {
+                throw Unpaired(unit);
+            }
+            else
+            {
+                i += width - 1;
+            }
+        }
+
+        FeatureExplanationsException Unpaired(int unit) =>
+            new(source, line, $"unpaired surrogate U+{unit:X4} (a \\u{unit:x4} escape without its pair): the text is not valid Unicode.");
+    }
+
+    private static bool TryHex(string text, int start, out int value)
+    {
+        value = 0;
+        return start + 4 <= text.Length
+            && int.TryParse(text.AsSpan(start, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value);
     }
 
     private static List<FeatureExplanation> ParseArray(string json, string source)

@@ -57,11 +57,20 @@ public sealed partial class HookedLlava
         }
 
         var logger = options.Logger ?? NullLogger.Instance;
-        var config = LlavaConfig.Load(Path.Combine(folder, "config.json"));
+        string configPath = Path.Combine(folder, "config.json");
+        var config = LlavaConfig.Load(configPath);
         var tokenizer = GemmaTokenizer.FromPretrained(folder);
         var imageProcessor = ClipImageProcessor.FromDirectory(folder);
         string processorConfigPath = Path.Combine(folder, "processor_config.json");
         var processorConfig = LlavaProcessorConfig.LoadOrDefault(processorConfigPath);
+        var stops = ReadStopTokens(folder, config, tokenizer);
+
+        using var source = Checkpoint.Open(folder);
+
+        // Against the headers first: a size that does not match the weights must not be allocated. The weights are
+        // the truth the other files are then checked against.
+        config.CheckAgainst(source, LlavaCheckpointLayout.Detect(source), configPath, options.Strict);
+        CheckImageSize(imageProcessor.Config, config.VisionConfig, Path.Combine(folder, "preprocessor_config.json"));
         processorConfig.Validate(processorConfigPath, config, tokenizer);
         LlavaProcessor processor;
         try
@@ -73,13 +82,11 @@ public sealed partial class HookedLlava
             // Tokenizer and config disagree: say which checkpoint.
             throw new LlavaException($"{Path.GetFullPath(folder)}: {ex.Message}", ex);
         }
-        var stops = ReadStopTokens(folder, config, tokenizer);
 
-        using var source = Checkpoint.Open(folder);
         var model = new HookedLlava(config, processor, options.DType, options.Device) { DefaultStopTokenIds = stops, Logger = logger };
         try
         {
-            model.LoadWeights(source, options.Strict, cancellationToken, options.LoadProgress);
+            model.LoadWeights(source, options.Strict, cancellationToken, options.LoadProgress, options.WeightLoading);
         }
         catch
         {
@@ -91,6 +98,21 @@ public sealed partial class HookedLlava
         return model;
     }
 
+    // The processor must hand the vision tower the square it embeds (its position table has one row per patch of that
+    // square): checked here, so a mismatch is reported against the file at load rather than as a shape error at forward.
+    private static void CheckImageSize(ClipImageProcessorConfig processor, ClipVisionConfig vision, string path)
+    {
+        (string Key, int Height, int Width)? output = processor.DoCenterCrop
+            ? ("crop_size", processor.CropSize.Height!.Value, processor.CropSize.Width!.Value)
+            : processor.DoResize && processor.Size.ShortestEdge is null
+                ? ("size", processor.Size.Height!.Value, processor.Size.Width!.Value)
+                : null;
+        if (output is var (key, height, width) && (height != vision.ImageSize || width != vision.ImageSize))
+        {
+            throw new ConfigException(path, key, $"the processor makes {height}x{width} images, but the vision tower embeds {vision.ImageSize}x{vision.ImageSize} (vision_config.image_size in config.json).");
+        }
+    }
+
     // eos ids from generation_config.json (an int or a list), else config.json's text eos, plus <end_of_turn>.
     private static IReadOnlyList<int> ReadStopTokens(string folder, LlavaConfig config, GemmaTokenizer tokenizer)
     {
@@ -100,7 +122,7 @@ public sealed partial class HookedLlava
         {
             try
             {
-                using var doc = JsonDocument.Parse(File.ReadAllText(path));
+                using var doc = HfConfigLoader.ParseDocument(File.ReadAllText(path), path);
                 if (doc.RootElement.TryGetProperty("eos_token_id", out var eos))
                 {
                     if (eos.ValueKind == JsonValueKind.Number)

@@ -175,7 +175,8 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     /// <param name="strict">Fail on missing or unexpected tensors.</param>
     /// <param name="cancellationToken">Checked between tensors.</param>
     /// <param name="progress">Reports each loaded tensor, counted over the vision tower, projector and language model together.</param>
-    public void LoadWeights(ITensorSource source, bool strict = true, CancellationToken cancellationToken = default, IProgress<WeightLoadProgress>? progress = null)
+    /// <param name="loading">Map the file (default) or copy every weight into memory (see <see cref="WeightLoading"/>).</param>
+    public void LoadWeights(ITensorSource source, bool strict = true, CancellationToken cancellationToken = default, IProgress<WeightLoadProgress>? progress = null, WeightLoading loading = WeightLoading.Mapped)
     {
         ArgumentNullException.ThrowIfNull(source);
         ThrowIfDisposed();
@@ -193,9 +194,9 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
         int total = _visionTower.state_dict().Count + _projector.state_dict().Count + _languageModel.state_dict().Count;
         int done = 0;
         IProgress<WeightLoadProgress>? Part() => progress is null ? null : new SyncProgress(p => progress.Report(p with { Loaded = done + p.Loaded, Total = total }));
-        done += _visionTower.LoadWeights(source, layout.VisionPrefix, strict, Part(), cancellationToken).Loaded.Count;
-        done += WeightLoader.Load(_projector, source, layout.ProjectorPrefix, strict, progress: Part(), cancellationToken: cancellationToken).Loaded.Count;
-        _languageModel.LoadWeights(source, layout.Text, strict, cancellationToken, Part());
+        done += _visionTower.LoadWeights(source, layout.VisionPrefix, strict, Part(), cancellationToken, loading).Loaded.Count;
+        done += WeightLoader.Load(_projector, source, layout.ProjectorPrefix, strict, progress: Part(), cancellationToken: cancellationToken, loading: loading).Loaded.Count;
+        _languageModel.LoadWeights(source, layout.Text, strict, cancellationToken, Part(), loading);
     }
 }
 

@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using LlavaInterp.Configuration;
 using LlavaInterp.Models.Clip;
 using LlavaInterp.Models.Gemma;
+using LlavaInterp.TensorFiles;
 
 namespace LlavaInterp.Llava;
 
@@ -74,6 +75,39 @@ public sealed record LlavaConfig : HfConfig
     /// <summary>Parses <c>config.json</c> text and binds the nested configurations.</summary>
     /// <exception cref="ConfigException">Bad JSON, wrong model types or unsupported settings.</exception>
     public static LlavaConfig Parse(string json, string source = "config.json") => Bind(HfConfigLoader.Parse<LlavaConfig>(json, source, ModelTypeName), source);
+
+    /// <summary>
+    /// Checks this configuration against a checkpoint's tensor headers before anything is allocated: the vision tower,
+    /// the projector and the language model, each under the prefix <paramref name="layout"/> gives it.
+    /// </summary>
+    /// <param name="checkpoint">The checkpoint (only headers are read).</param>
+    /// <param name="layout">The checkpoint's layout.</param>
+    /// <param name="source">The <c>config.json</c> path, for errors (nested keys are reported under <c>#text_config</c> / <c>#vision_config</c>).</param>
+    /// <param name="strict">Whether the load will be strict (layer counts must then equal the checkpoint's).</param>
+    /// <exception cref="ConfigException">A configured size does not match the checkpoint; names the key.</exception>
+    public void CheckAgainst(ITensorSource checkpoint, LlavaCheckpointLayout layout, string source, bool strict = true)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(layout);
+        VisionConfig.CheckAgainst(checkpoint, layout.VisionPrefix, source + "#vision_config", strict);
+        TextConfig.CheckAgainst(checkpoint, layout.Text, source + "#text_config", strict);
+
+        // The projector maps the vision width onto the text width: both were just checked against their own towers.
+        var vision = ConfigDim.Of("vision_config.hidden_size", VisionConfig.HiddenSize);
+        var text = ConfigDim.Of("text_config.hidden_size", TextConfig.HiddenSize);
+        var projector = new List<ConfigTensor>
+        {
+            new(layout.ProjectorPrefix + "linear_1.weight", [text, vision]),
+            new(layout.ProjectorPrefix + "linear_2.weight", [text, text]),
+        };
+        if (MultimodalProjectorBias)
+        {
+            projector.Add(new(layout.ProjectorPrefix + "linear_1.bias", [text]));
+            projector.Add(new(layout.ProjectorPrefix + "linear_2.bias", [text]));
+        }
+
+        CheckpointShapes.Check(checkpoint, projector, source);
+    }
 
     private static LlavaConfig Bind(LlavaConfig config, string source)
     {

@@ -13,8 +13,20 @@ public sealed record LlavaLoadOptions
     /// <summary>Device; null is the CPU.</summary>
     public Device? Device { get; init; }
 
-    /// <summary>Fail on missing or unexpected checkpoint tensors. Default true.</summary>
+    /// <summary>
+    /// Fail on missing or unexpected checkpoint tensors. Default true.
+    /// Either way, before the model is built, the configuration is checked against the checkpoint's headers
+    /// (a <c>ConfigException</c>): every stored tensor's shape, and the layer count (equal when strict; never more
+    /// layers than stored otherwise).
+    /// </summary>
     public bool Strict { get; init; } = true;
+
+    /// <summary>
+    /// <see cref="LlavaInterp.Loading.WeightLoading.Mapped"/> (default): weights stored in the parameter dtype stay views of
+    /// the memory-mapped file, which must then not be truncated or rewritten while the model lives (SIGBUS);
+    /// <see cref="LlavaInterp.Loading.WeightLoading.Copied"/>: every weight is copied into memory and the file is free.
+    /// </summary>
+    public LlavaInterp.Loading.WeightLoading WeightLoading { get; init; } = LlavaInterp.Loading.WeightLoading.Mapped;
 
     /// <summary>Hub access for repo ids; null reads the environment (<c>HF_HOME</c>, <c>HF_TOKEN</c>, <c>HF_HUB_OFFLINE</c>, …).</summary>
     public HubOptions? Hub { get; init; }

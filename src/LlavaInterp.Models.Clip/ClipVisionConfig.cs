@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlavaInterp.Configuration;
 using LlavaInterp.Nn;
+using LlavaInterp.TensorFiles;
 
 namespace LlavaInterp.Models.Clip;
 
@@ -112,17 +113,7 @@ public sealed record ClipVisionConfig : HfConfig
             throw new ConfigException(path, null, "file not found.");
         }
 
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException ex)
-        {
-            throw new ConfigException(path, null, $"invalid configuration JSON: {ex.Message}", ex);
-        }
-
-        using (doc)
+        using (var doc = HfConfigLoader.ParseDocument(File.ReadAllText(path), path))
         {
             var root = doc.RootElement;
             if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("vision_config", out var nested) && nested.ValueKind == JsonValueKind.Object)
@@ -171,9 +162,17 @@ public sealed record ClipVisionConfig : HfConfig
             throw new ConfigException(source, "patch_size", $"patch_size {PatchSize} is larger than image_size {ImageSize}.");
         }
 
-        if (!(LayerNormEps > 0) || double.IsInfinity(LayerNormEps))
+        // LayerNorm adds eps to a float32 variance: a value float32 cannot hold becomes zero or infinity there.
+        if (!(LayerNormEps > 0) || !float.IsFinite((float)LayerNormEps) || (float)LayerNormEps == 0)
         {
-            throw new ConfigException(source, "layer_norm_eps", $"must be a positive finite number, got {LayerNormEps}.");
+            throw new ConfigException(source, "layer_norm_eps", $"must be a positive number that float32 holds, got {LayerNormEps}.");
+        }
+
+        // Positions (CLS + grid²) are an int here and a tensor dimension: check the square in long arithmetic.
+        long grid = ImageSize / PatchSize;
+        if (grid * grid + 1 > int.MaxValue)
+        {
+            throw new ConfigException(source, "image_size", $"image_size {ImageSize} with patch_size {PatchSize} gives {grid}² + 1 = {grid * grid + 1} positions, more than a tensor dimension can hold here ({int.MaxValue}).");
         }
 
         _ = Activation.Get(HiddenAct, source, "hidden_act");
@@ -187,5 +186,67 @@ public sealed record ClipVisionConfig : HfConfig
                 throw new ConfigException(source, key, $"must be positive, got {value}.");
             }
         }
+    }
+
+    /// <summary>
+    /// Checks this configuration against a checkpoint's tensor headers, before anything is allocated: the layer count
+    /// against the stored encoder layers, and every dimension of every stored vision tensor against the sizes configured.
+    /// </summary>
+    /// <param name="checkpoint">The checkpoint (only headers are read).</param>
+    /// <param name="prefix">Where the vision tower sits (as for <see cref="HookedClipVisionModel.LoadWeights"/>).</param>
+    /// <param name="source">The configuration file (e.g. <c>…/config.json#vision_config</c>), for errors.</param>
+    /// <param name="strict">Whether the load will be strict: then the layer count must equal the checkpoint's.</param>
+    /// <exception cref="ConfigException">A configured size does not match the checkpoint; names the key.</exception>
+    public void CheckAgainst(ITensorSource checkpoint, string prefix, string source, bool strict = true)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(prefix);
+        CheckpointShapes.CheckLayered(checkpoint, prefix + "vision_model.encoder.layers.", NumHiddenLayers, "num_hidden_layers", layers => ExpectedTensors(prefix, layers), source, strict);
+    }
+
+    /// <summary>The tensors this configuration implies under <paramref name="prefix"/>, for the given encoder layers.</summary>
+    /// <param name="prefix">Where the vision tower sits in the checkpoint.</param>
+    /// <param name="layers">Which layers to list (e.g. the ones a checkpoint stores).</param>
+    public IEnumerable<ConfigTensor> ExpectedTensors(string prefix, IEnumerable<int> layers)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        ArgumentNullException.ThrowIfNull(layers);
+        var hidden = ConfigDim.Of("hidden_size", HiddenSize);
+        var intermediate = ConfigDim.Of("intermediate_size", IntermediateSize);
+        var patch = ConfigDim.Of("patch_size", PatchSize);
+        long grid = ImageSize / PatchSize;
+
+        // CLS + one position per patch; image_size is blamed (patch_size is checked against the patch kernel first).
+        var positions = ConfigDim.Derived("image_size", grid * grid + 1, $"(image_size {ImageSize} / patch_size {PatchSize})² + 1");
+        ConfigTensor T(string name, params ConfigDim[] shape) => new(prefix + "vision_model." + name, shape);
+
+        yield return T("embeddings.class_embedding", hidden);
+        yield return T("embeddings.patch_embedding.weight", hidden, ConfigDim.Of("num_channels", NumChannels), patch, patch);
+        yield return T("embeddings.position_embedding.weight", positions, hidden);
+        yield return T("pre_layrnorm.weight", hidden);
+        yield return T("pre_layrnorm.bias", hidden);
+        foreach (int i in layers.Where(i => i < NumHiddenLayers))
+        {
+            string p = $"encoder.layers.{i}.";
+            foreach (var norm in new[] { "layer_norm1", "layer_norm2" })
+            {
+                yield return T(p + norm + ".weight", hidden);
+                yield return T(p + norm + ".bias", hidden);
+            }
+
+            foreach (var proj in new[] { "q_proj", "k_proj", "v_proj", "out_proj" })
+            {
+                yield return T(p + "self_attn." + proj + ".weight", hidden, hidden);
+                yield return T(p + "self_attn." + proj + ".bias", hidden);
+            }
+
+            yield return T(p + "mlp.fc1.weight", intermediate, hidden);
+            yield return T(p + "mlp.fc1.bias", intermediate);
+            yield return T(p + "mlp.fc2.weight", hidden, intermediate);
+            yield return T(p + "mlp.fc2.bias", hidden);
+        }
+
+        yield return T("post_layernorm.weight", hidden);
+        yield return T("post_layernorm.bias", hidden);
     }
 }

@@ -125,12 +125,13 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     /// <returns>What was loaded (and, when not strict, what was missing or unused).</returns>
     /// <exception cref="WeightLoadException">Missing or unexpected tensors (strict), or a shape mismatch; lists them by name.</exception>
     /// <exception cref="InvalidOperationException">The model was built on the meta device.</exception>
-    public WeightLoadReport LoadWeights(ITensorSource source, string prefix = "", bool strict = true, IProgress<WeightLoadProgress>? progress = null, CancellationToken cancellationToken = default)
+    /// <param name="loading">Map the file (default) or copy every weight into memory (see <see cref="WeightLoading"/>).</param>
+    public WeightLoadReport LoadWeights(ITensorSource source, string prefix = "", bool strict = true, IProgress<WeightLoadProgress>? progress = null, CancellationToken cancellationToken = default, WeightLoading loading = WeightLoading.Mapped)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(prefix);
         ThrowIfDisposed();
-        return WeightLoader.Load(this, source, prefix, strict, name => name.StartsWith(VisionModelKey, StringComparison.Ordinal), progress: progress, cancellationToken: cancellationToken);
+        return WeightLoader.Load(this, source, prefix, strict, name => name.StartsWith(VisionModelKey, StringComparison.Ordinal), progress: progress, cancellationToken: cancellationToken, loading: loading);
     }
 
     /// <inheritdoc/>

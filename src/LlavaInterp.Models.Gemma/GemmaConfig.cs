@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using LlavaInterp.Configuration;
 using LlavaInterp.Nn;
+using LlavaInterp.TensorFiles;
 
 namespace LlavaInterp.Models.Gemma;
 
@@ -140,17 +141,7 @@ public sealed record GemmaConfig : HfConfig
     /// <exception cref="ConfigException">Invalid JSON, wrong value types, another model type, or invalid values.</exception>
     public static GemmaConfig Parse(string json, string source)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-        }
-        catch (JsonException ex)
-        {
-            throw new ConfigException(source, null, $"invalid configuration JSON: {ex.Message}", ex);
-        }
-
-        using (doc)
+        using (var doc = HfConfigLoader.ParseDocument(json, source))
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
@@ -195,14 +186,23 @@ public sealed record GemmaConfig : HfConfig
             throw new ConfigException(source, "head_dim", $"RoPE rotates half of each head, so head_dim must be even (got {HeadDim}).");
         }
 
-        if (!(RmsNormEps > 0) || double.IsInfinity(RmsNormEps))
+        // Both are used in float32 (HF adds eps to a float32 variance and raises a float32 theta to a power): a value
+        // float32 cannot hold becomes infinity or zero there, so the range is float32's.
+        Float32Positive(RmsNormEps, "rms_norm_eps");
+        Float32Positive(RopeTheta, "rope_theta");
+        if ((long)NumAttentionHeads * HeadDim > int.MaxValue || (long)NumKeyValueHeads * HeadDim > int.MaxValue)
         {
-            throw new ConfigException(source, "rms_norm_eps", $"must be a positive finite number (got {RmsNormEps}).");
+            throw new ConfigException(source, "head_dim", $"num_attention_heads × head_dim ({(long)NumAttentionHeads * HeadDim}) is larger than a tensor dimension can be here ({int.MaxValue}).");
         }
 
-        if (!(RopeTheta > 0) || double.IsInfinity(RopeTheta))
+        if (!(InitializerRange >= 0) || double.IsInfinity(InitializerRange))
         {
-            throw new ConfigException(source, "rope_theta", $"must be a positive finite number (got {RopeTheta}).");
+            throw new ConfigException(source, "initializer_range", $"must be a non-negative finite number (got {InitializerRange}).");
+        }
+
+        if (!(AttentionDropout >= 0 && AttentionDropout <= 1))
+        {
+            throw new ConfigException(source, "attention_dropout", $"must lie in [0, 1] (got {AttentionDropout}).");
         }
 
         if (PadTokenId is int pad && (pad < 0 || pad >= VocabSize))
@@ -218,6 +218,74 @@ public sealed record GemmaConfig : HfConfig
             {
                 throw new ConfigException(source, key, $"must be positive (got {value}).");
             }
+        }
+
+        void Float32Positive(double value, string key)
+        {
+            if (!(value > 0) || !float.IsFinite((float)value) || (float)value == 0)
+            {
+                throw new ConfigException(source, key, $"must be a positive number that float32 holds, in [{float.Epsilon}, {float.MaxValue}] (got {value}).");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Checks this configuration against a checkpoint's tensor headers, before anything is allocated: the layer count
+    /// against the stored layers, and every dimension of every stored decoder tensor against the sizes configured.
+    /// </summary>
+    /// <param name="checkpoint">The checkpoint (only headers are read).</param>
+    /// <param name="layout">Where the decoder's tensors are.</param>
+    /// <param name="source">The configuration file (e.g. <c>…/config.json</c> or <c>…/config.json#text_config</c>), for errors.</param>
+    /// <param name="strict">Whether the load will be strict: then the layer count must equal the checkpoint's.</param>
+    /// <exception cref="ConfigException">A configured size does not match the checkpoint; names the key.</exception>
+    public void CheckAgainst(ITensorSource checkpoint, GemmaWeightLayout layout, string source, bool strict = true)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(layout);
+        CheckpointShapes.CheckLayered(checkpoint, layout.KeyFor("model.layers."), NumHiddenLayers, "num_hidden_layers", layers => ExpectedTensors(layout, layers), source, strict);
+    }
+
+    /// <summary>The tensors this configuration implies, under <paramref name="layout"/>'s names, for the given layers.</summary>
+    /// <param name="layout">Where the decoder's tensors are.</param>
+    /// <param name="layers">Which layers to list (e.g. the ones a checkpoint stores).</param>
+    public IEnumerable<ConfigTensor> ExpectedTensors(GemmaWeightLayout layout, IEnumerable<int> layers)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        ArgumentNullException.ThrowIfNull(layers);
+        var hidden = ConfigDim.Of("hidden_size", HiddenSize);
+        var vocab = ConfigDim.Of("vocab_size", VocabSize);
+        var intermediate = ConfigDim.Of("intermediate_size", IntermediateSize);
+        var q = ConfigDim.Product(("num_attention_heads", NumAttentionHeads), ("head_dim", HeadDim));
+        var kv = ConfigDim.Product(("num_key_value_heads", NumKeyValueHeads), ("head_dim", HeadDim));
+        ConfigTensor T(string name, params ConfigDim[] shape) => new(layout.KeyFor("model." + name), shape);
+
+        yield return T("embed_tokens.weight", vocab, hidden);
+        foreach (int i in layers.Where(i => i < NumHiddenLayers))
+        {
+            string p = $"layers.{i}.";
+            yield return T(p + "input_layernorm.weight", hidden);
+            yield return T(p + "post_attention_layernorm.weight", hidden);
+            yield return T(p + "self_attn.q_proj.weight", q, hidden);
+            yield return T(p + "self_attn.k_proj.weight", kv, hidden);
+            yield return T(p + "self_attn.v_proj.weight", kv, hidden);
+            yield return T(p + "self_attn.o_proj.weight", hidden, q);
+            if (AttentionBias)
+            {
+                yield return T(p + "self_attn.q_proj.bias", q);
+                yield return T(p + "self_attn.k_proj.bias", kv);
+                yield return T(p + "self_attn.v_proj.bias", kv);
+                yield return T(p + "self_attn.o_proj.bias", hidden);
+            }
+
+            yield return T(p + "mlp.gate_proj.weight", intermediate, hidden);
+            yield return T(p + "mlp.up_proj.weight", intermediate, hidden);
+            yield return T(p + "mlp.down_proj.weight", hidden, intermediate);
+        }
+
+        yield return T("norm.weight", hidden);
+        if (!TieWordEmbeddings)
+        {
+            yield return new ConfigTensor(layout.LmHeadKey, [vocab, hidden]);
         }
     }
 }

@@ -20,7 +20,7 @@ namespace LlavaInterp.Models.Gemma;
 /// </summary>
 /// <remarks>
 /// Parameters are built with <c>torch.empty</c> (nothing is touched, and on the meta device nothing is allocated):
-/// call <see cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken, IProgress{WeightLoadProgress})"/>,
+/// call <see cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken, IProgress{WeightLoadProgress}, WeightLoading)"/>,
 /// <see cref="InitializeWeights"/> or use <see cref="FromPretrained"/>.
 /// </remarks>
 public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IActNameResolver
@@ -167,13 +167,17 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
             throw new DirectoryNotFoundException($"Model folder not found: {folder}");
         }
 
-        var config = GemmaConfig.Load(Path.Combine(folder, "config.json"));
+        string configPath = Path.Combine(folder, "config.json");
+        var config = GemmaConfig.Load(configPath);
         using var source = Checkpoint.Open(folder);
         var layout = options.Layout ?? GemmaWeightLayout.Standalone;
+
+        // Against the headers first: a size that does not match the weights must not be allocated.
+        config.CheckAgainst(source, layout, configPath, options.Strict);
         var model = new HookedGemma(config, options.DType, options.Device) { Logger = options.Logger ?? NullLogger.Instance };
         try
         {
-            model.LoadWeights(source, layout, options.Strict, cancellationToken);
+            model.LoadWeights(source, layout, options.Strict, cancellationToken, loading: options.WeightLoading);
         }
         catch
         {
@@ -186,7 +190,7 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
 
     /// <summary>Loads the decoder's tensors from a checkpoint whose decoder names start with <paramref name="prefix"/>
     /// (<c>""</c> standalone; a multimodal checkpoint's own prefix otherwise).</summary>
-    /// <inheritdoc cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken, IProgress{WeightLoadProgress})"/>
+    /// <inheritdoc cref="LoadWeights(ITensorSource, GemmaWeightLayout, bool, CancellationToken, IProgress{WeightLoadProgress}, WeightLoading)"/>
     public void LoadWeights(ITensorSource source, string prefix = "", bool strict = true) =>
         LoadWeights(source, GemmaWeightLayout.FromPrefix(prefix), strict);
 
@@ -210,12 +214,13 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     /// nothing is loaded then.</exception>
     /// <exception cref="InvalidOperationException">The model was built on the meta device.</exception>
     /// <param name="progress">Reports each loaded tensor.</param>
-    public void LoadWeights(ITensorSource source, GemmaWeightLayout layout, bool strict = true, CancellationToken cancellationToken = default, IProgress<WeightLoadProgress>? progress = null)
+    /// <param name="loading">Map the file (default) or copy every weight into memory (see <see cref="WeightLoading"/>).</param>
+    public void LoadWeights(ITensorSource source, GemmaWeightLayout layout, bool strict = true, CancellationToken cancellationToken = default, IProgress<WeightLoadProgress>? progress = null, WeightLoading loading = WeightLoading.Mapped)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(layout);
         ThrowIfDisposed();
-        var report = WeightLoader.Load(this, source, layout.Naming(_lmHead is null), strict, progress: progress, cancellationToken: cancellationToken);
+        var report = WeightLoader.Load(this, source, layout.Naming(_lmHead is null), strict, progress: progress, cancellationToken: cancellationToken, loading: loading);
         foreach (var key in report.Missing)
         {
             Logger.LogWarning("{Source}: no tensor '{Key}'; the parameter stays uninitialised.", WeightLoader.SourceName(source), key);

@@ -200,13 +200,9 @@ public sealed record SaeConfig
     {
         ArgumentNullException.ThrowIfNull(json);
         JsonNode? root;
-        try
+        using (var doc = HfConfigLoader.ParseDocument(json, source))
         {
-            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException ex)
-        {
-            throw new ConfigException(source, null, $"invalid JSON: {ex.Message}", ex);
+            root = JsonNode.Parse(doc.RootElement.GetRawText());
         }
 
         if (root is not JsonObject obj)

@@ -13,6 +13,13 @@ public sealed record SaeLoadOptions
     public torch.ScalarType? DType { get; init; }
 
     /// <summary>
+    /// <see cref="LlavaInterp.Loading.WeightLoading.Mapped"/> (default): weights stored in the parameter dtype stay views of
+    /// the memory-mapped file, which must then not be truncated or rewritten while the model lives (SIGBUS);
+    /// <see cref="LlavaInterp.Loading.WeightLoading.Copied"/>: every weight is copied into memory and the file is free.
+    /// </summary>
+    public LlavaInterp.Loading.WeightLoading WeightLoading { get; init; } = LlavaInterp.Loading.WeightLoading.Mapped;
+
+    /// <summary>
     /// A constant activation-norm scaling factor to fold into the weights (W_enc·s, W_dec/s, b_dec/s) after loading;
     /// the SAE then takes raw activations and its <c>normalize_activations</c> becomes <c>"none"</c>. Overrides the
     /// release table. An SAE that normalizes at run time (<c>constant_norm_rescale</c>, <c>layer_norm</c>) refuses it.

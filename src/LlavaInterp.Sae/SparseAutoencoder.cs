@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using LlavaInterp.Configuration;
 using LlavaInterp.Hooks;
+using LlavaInterp.Loading;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
@@ -214,7 +215,7 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
         {
             foreach (var name in file.Names)
             {
-                weights[name] = file.Load(name, dtype, device);
+                weights[name] = WeightLoader.LoadTensor(file, name, dtype, device, options.WeightLoading);
             }
 
             var sae = Build(config, weights, dtype, device, (tensor, message) => new TensorFileException(file.FilePath, tensor, message));
@@ -257,6 +258,12 @@ public sealed partial class SparseAutoencoder : HookedRootModule<Tensor, Tensor>
             throw new TensorFileException(npz.FilePath, "W_enc", arrays.ContainsKey("W_enc")
                 ? $"has shape [{Shape(arrays["W_enc"])}]; expected [d_in, d_sae]."
                 : $"is missing (the archive has: {string.Join(", ", npz.Names)}).");
+        }
+
+        // W_enc gives d_in and d_sae: each must be a size an SAE can have (the other arrays are checked against them).
+        if (wEnc.shape.Any(d => d < 1 || d > int.MaxValue))
+        {
+            throw new TensorFileException(npz.FilePath, "W_enc", $"has shape [{Shape(wEnc)}]; d_in and d_sae must lie in [1, {int.MaxValue}].");
         }
 
         var match = Regex.Match(hookName, @"(?:^|\.)blocks\.(\d+)\.");

@@ -55,9 +55,10 @@ public static class HfConfigLoader
         where T : HfConfig
     {
         T? config;
+        using var doc = ParseDocument(json, source);
         try
         {
-            config = JsonSerializer.Deserialize<T>(json, Options);
+            config = doc.RootElement.Deserialize<T>(Options);
         }
         catch (JsonException ex)
         {
@@ -70,6 +71,96 @@ public static class HfConfigLoader
         }
 
         return Validate(config, source, acceptedModelTypes);
+    }
+
+    /// <summary>
+    /// Parses configuration JSON (comments and trailing commas allowed) and rejects a key repeated within one object:
+    /// System.Text.Json would silently bind the last one, Python's <c>json</c> too, so a file edited by hand could hold
+    /// a value nobody sees.
+    /// </summary>
+    /// <param name="json">The JSON text.</param>
+    /// <param name="source">Where it came from, for error messages.</param>
+    /// <returns>The document; the caller disposes it.</returns>
+    /// <exception cref="ConfigException">Bad JSON, or a repeated key (named by its dotted path).</exception>
+    public static JsonDocument ParseDocument(string json, string source)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException ex)
+        {
+            throw new ConfigException(source, null, $"invalid configuration JSON: {ex.Message}", ex);
+        }
+
+        string? repeated;
+        try
+        {
+            repeated = FindRepeatedKey(doc.RootElement, null);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // System.Text.Json decodes strings lazily and throws this for an unpaired surrogate escape (\ud800).
+            doc.Dispose();
+            throw new ConfigException(source, null, $"holds text that is not valid Unicode (an unpaired surrogate escape such as \\ud800): {ex.Message}", ex);
+        }
+
+        if (repeated is not null)
+        {
+            doc.Dispose();
+            throw new ConfigException(source, repeated, "appears more than once in its object (JSON readers keep only one of them silently).");
+        }
+
+        return doc;
+    }
+
+    /// <summary>
+    /// The dotted path of the first key repeated within one object of <paramref name="element"/>, or <see langword="null"/>.
+    /// Every key and string value is decoded on the way, so text that is not valid Unicode surfaces here.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A key or string holds an unpaired surrogate escape.</exception>
+    /// <param name="element">The JSON value to search (recursively).</param>
+    /// <param name="path">The path of <paramref name="element"/> itself; <see langword="null"/> at the root.</param>
+    public static string? FindRepeatedKey(JsonElement element, string? path = null)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var property in element.EnumerateObject())
+                {
+                    string child = path is null ? property.Name : $"{path}.{property.Name}";
+                    if (!seen.Add(property.Name))
+                    {
+                        return child;
+                    }
+
+                    if (FindRepeatedKey(property.Value, child) is string inner)
+                    {
+                        return inner;
+                    }
+                }
+
+                return null;
+            case JsonValueKind.Array:
+                int index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (FindRepeatedKey(item, $"{path}[{index++}]") is string inner)
+                    {
+                        return inner;
+                    }
+                }
+
+                return null;
+            case JsonValueKind.String:
+                _ = element.GetString();
+                return null;
+            default:
+                return null;
+        }
     }
 
     /// <summary>Binds an already parsed JSON element (e.g. a nested <c>text_config</c>).</summary>

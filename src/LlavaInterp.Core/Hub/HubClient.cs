@@ -316,5 +316,10 @@ public sealed partial class HubClient : IDisposable
         {
             throw new TensorFileException(indexPath, null, $"the shard index is not valid JSON: {e.Message}", e);
         }
+        catch (InvalidOperationException e)
+        {
+            // System.Text.Json reports invalid UTF-8 and unpaired surrogates inside strings only when they are read.
+            throw new TensorFileException(indexPath, null, $"the shard index holds a string that is not valid Unicode text: {e.Message}", e);
+        }
     }
 }

@@ -16,6 +16,23 @@ public sealed record WeightLoadProgress(int Loaded, int Total, string Name);
 /// <param name="Unexpected">Checkpoint names under the prefix the module does not use (always empty after a strict load).</param>
 public sealed record WeightLoadReport(string Prefix, IReadOnlyList<string> Loaded, IReadOnlyList<string> Missing, IReadOnlyList<string> Unexpected);
 
+/// <summary>How loaded weights hold their values.</summary>
+public enum WeightLoading
+{
+    /// <summary>
+    /// A weight stored in the parameter's dtype (model on the CPU) is a copy-on-write view of the memory-mapped file:
+    /// no copy, pages read on first use. The file must then stay as it is while the model lives: truncating or
+    /// rewriting it in place kills the process with SIGBUS (as with Hugging Face's lazy safetensors loading).
+    /// </summary>
+    Mapped,
+
+    /// <summary>
+    /// Every weight is copied into the process's own memory during the load, and the file is no longer used once the
+    /// load returns: for users who overwrite checkpoint files in place. Costs the model's size in RAM, read up front.
+    /// </summary>
+    Copied,
+}
+
 /// <summary>
 /// Fills a module's state dict (parameters and persistent buffers) from a checkpoint. Everything is checked before
 /// anything is loaded, so a failed load leaves the module untouched.
@@ -28,6 +45,8 @@ public sealed record WeightLoadReport(string Prefix, IReadOnlyList<string> Loade
 /// Side effect of sharing: models loaded from the same <see cref="ITensorSource"/> instance share the mapped pages, so
 /// editing one model's weights in place shows in the other (never in the file). Load from separate instances, or
 /// <c>clone()</c> a weight before editing it, to keep models apart. The mapping outlives the source: it can be disposed.
+/// A mapped file must not be truncated or rewritten in place while a model uses it (SIGBUS); <see cref="WeightLoading.Copied"/>
+/// copies every weight into memory instead.
 /// </remarks>
 public static class WeightLoader
 {
@@ -43,6 +62,7 @@ public static class WeightLoader
     /// <param name="sourceName">How to name the checkpoint in errors; defaults to <see cref="SourceName"/>.</param>
     /// <param name="progress">Reports each loaded tensor.</param>
     /// <param name="cancellationToken">Checked between tensors; a cancelled load leaves the module partly filled.</param>
+    /// <param name="loading">Map the file (default) or copy every weight into memory (see <see cref="WeightLoading"/>).</param>
     /// <returns>What was loaded, missing and unused.</returns>
     /// <exception cref="WeightLoadException">Shapes or dtypes differ, or (strict) tensors are missing or unexpected.</exception>
     /// <exception cref="InvalidOperationException">The module lives on the meta device.</exception>
@@ -55,10 +75,11 @@ public static class WeightLoader
         Func<string, bool>? ownsName = null,
         string? sourceName = null,
         IProgress<WeightLoadProgress>? progress = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default,
+        WeightLoading loading = WeightLoading.Mapped)
     {
         ArgumentNullException.ThrowIfNull(prefix);
-        return Load(module, source, WeightNaming.FromPrefix(prefix, ownsName), strict, sourceName, progress, cancellationToken);
+        return Load(module, source, WeightNaming.FromPrefix(prefix, ownsName), strict, sourceName, progress, cancellationToken, loading);
     }
 
     /// <summary>Loads a checkpoint into a module, finding each state-dict key's tensor through <paramref name="naming"/>.</summary>
@@ -70,6 +91,7 @@ public static class WeightLoader
     /// <param name="sourceName">How to name the checkpoint in errors; defaults to <see cref="SourceName"/>.</param>
     /// <param name="progress">Reports each loaded tensor.</param>
     /// <param name="cancellationToken">Checked between tensors; a cancelled load leaves the module partly filled.</param>
+    /// <param name="loading">Map the file (default) or copy every weight into memory (see <see cref="WeightLoading"/>).</param>
     /// <returns>What was loaded, missing and unused.</returns>
     /// <exception cref="WeightLoadException">Shapes or dtypes differ, or (strict) tensors are missing or unexpected.</exception>
     /// <exception cref="InvalidOperationException">The module lives on the meta device.</exception>
@@ -81,7 +103,8 @@ public static class WeightLoader
         bool strict = true,
         string? sourceName = null,
         IProgress<WeightLoadProgress>? progress = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default,
+        WeightLoading loading = WeightLoading.Mapped)
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(source);
@@ -140,7 +163,7 @@ public static class WeightLoader
                 var (name, target) = plan[i];
                 using (var tensor = source.Load(name))
                 {
-                    Fill(target, tensor);
+                    Fill(target, tensor, loading);
                 }
 
                 progress?.Report(new WeightLoadProgress(i + 1, plan.Count, name));
@@ -162,11 +185,39 @@ public static class WeightLoader
         };
     }
 
-    // Same dtype and device: the parameter takes the loaded tensor's storage (for a safetensors file, the mapped pages),
-    // nothing is copied. Otherwise the stored values are converted into the parameter's own memory.
-    private static void Fill(torch.Tensor target, torch.Tensor tensor)
+    /// <summary>
+    /// Loads one tensor from a source as <paramref name="loading"/> says: as <see cref="ITensorSource.Load"/> gives it
+    /// (a view of the mapped file when nothing is converted), or in memory of its own that the file no longer backs.
+    /// </summary>
+    /// <param name="source">The tensor file.</param>
+    /// <param name="name">The tensor.</param>
+    /// <param name="dtype">Convert to this dtype; <see langword="null"/> keeps the stored one.</param>
+    /// <param name="device">Move to this device; <see langword="null"/> keeps the CPU.</param>
+    /// <param name="loading">Mapped or copied.</param>
+    /// <returns>A tensor the caller owns.</returns>
+    public static torch.Tensor LoadTensor(ITensorSource source, string name, torch.ScalarType? dtype, torch.Device? device, WeightLoading loading)
     {
-        if (tensor.dtype == target.dtype && tensor.device_type == target.device_type && tensor.device_index == target.device_index)
+        ArgumentNullException.ThrowIfNull(source);
+        var tensor = source.Load(name, dtype, device);
+        var stored = SafetensorsDType.ToScalarType(source.GetEntry(name).DType);
+
+        // A converted or moved tensor is already in memory of its own; only an unconverted CPU load can be a file view.
+        if (loading == WeightLoading.Mapped || tensor.dtype != stored || tensor.device_type != DeviceType.CPU)
+        {
+            return tensor;
+        }
+
+        using (tensor)
+        {
+            return tensor.clone();
+        }
+    }
+
+    // Same dtype and device, mapped: the parameter takes the loaded tensor's storage (for a safetensors file, the mapped
+    // pages), nothing is copied. Otherwise the stored values are converted into the parameter's own memory.
+    private static void Fill(torch.Tensor target, torch.Tensor tensor, WeightLoading loading)
+    {
+        if (loading == WeightLoading.Mapped && tensor.dtype == target.dtype && tensor.device_type == target.device_type && tensor.device_index == target.device_index)
         {
             // In-place ops return the tensor itself in this TorchSharp; dispose only a distinct wrapper.
             var result = target.set_(tensor);

@@ -19,7 +19,22 @@ public static class EmptyModules
     public static Parameter Own(Tensor data) => (Parameter)new Parameter(data, requires_grad: false).DetachFromDisposeScope();
 
     /// <summary>An uninitialised parameter of <paramref name="shape"/>.</summary>
-    public static Parameter Parameter(ScalarType dtype, Device device, params long[] shape) => Own(empty(shape, dtype, device));
+    /// <exception cref="OutOfMemoryException">The allocator refused the tensor (libtorch reports it as a bare
+    /// <see cref="System.Runtime.InteropServices.ExternalException"/>, which says neither the shape nor the size).</exception>
+    public static Parameter Parameter(ScalarType dtype, Device device, params long[] shape)
+    {
+        Tensor data;
+        try
+        {
+            data = empty(shape, dtype, device);
+        }
+        catch (System.Runtime.InteropServices.ExternalException ex)
+        {
+            throw new OutOfMemoryException($"cannot allocate a {dtype} parameter of shape [{string.Join(", ", shape)}] on {device}: {ex.Message.Split('\n')[0]}", ex);
+        }
+
+        return Own(data);
+    }
 
     /// <summary>A linear layer, weight [out, in] and optional bias [out], left uninitialised.</summary>
     public static Linear Linear(long inFeatures, long outFeatures, bool bias, ScalarType dtype, Device device) =>

@@ -100,91 +100,83 @@ public sealed class SafetensorsFile : ITensorSource
 
     private static SafetensorsFile Parse(string path, byte[] header, long dataStart, long fileLength)
     {
-        JsonDocument doc;
-        try
+        using var doc = HeaderJson.Parse(header, path, "header");
+        return HeaderJson.Read(path, "header", () => Parse(path, doc, dataStart, fileLength));
+    }
+
+    private static SafetensorsFile Parse(string path, JsonDocument doc, long dataStart, long fileLength)
+    {
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
         {
-            // Strict UTF-8: the decoder throws on invalid bytes instead of substituting U+FFFD.
-            _ = new UTF8Encoding(false, true).GetCharCount(header);
-            doc = JsonDocument.Parse(header);
+            throw new TensorFileException(path, null, "header is not a JSON object.");
         }
-        catch (Exception ex) when (ex is JsonException or DecoderFallbackException or ArgumentException)
+
+        var entries = new Dictionary<string, TensorEntry>(StringComparer.Ordinal);
+
+        // Insertion order is file order, so a re-save writes the metadata keys as they were.
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+        long dataLength = fileLength - dataStart;
+
+        // JsonDocument keeps repeated keys (and TryGetProperty would silently pick one), so every
+        // object is enumerated and a repeated key is an error, as in the Rust reader (serde).
+        foreach (var property in doc.RootElement.EnumerateObject())
         {
-            throw new TensorFileException(path, null, $"header is not valid UTF-8 JSON: {ex.Message}", ex);
-        }
-
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            if (property.Name == "__metadata__")
             {
-                throw new TensorFileException(path, null, "header is not a JSON object.");
-            }
-
-            var entries = new Dictionary<string, TensorEntry>(StringComparer.Ordinal);
-
-            // Insertion order is file order, so a re-save writes the metadata keys as they were.
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            bool sawMetadata = false;
-            long dataLength = fileLength - dataStart;
-
-            // JsonDocument keeps repeated keys (and TryGetProperty would silently pick one), so every
-            // object is enumerated and a repeated key is an error, as in the Rust reader (serde).
-            foreach (var property in doc.RootElement.EnumerateObject())
-            {
-                if (property.Name == "__metadata__")
+                if (sawMetadata)
                 {
-                    if (sawMetadata)
-                    {
-                        throw new TensorFileException(path, null, "__metadata__ appears more than once in the header.");
-                    }
+                    throw new TensorFileException(path, null, "__metadata__ appears more than once in the header.");
+                }
 
-                    sawMetadata = true;
-                    if (property.Value.ValueKind == JsonValueKind.Null)
-                    {
-                        continue;
-                    }
-
-                    if (property.Value.ValueKind != JsonValueKind.Object)
-                    {
-                        throw new TensorFileException(path, null, "__metadata__ is not an object of strings.");
-                    }
-
-                    foreach (var m in property.Value.EnumerateObject())
-                    {
-                        if (m.Value.ValueKind != JsonValueKind.String)
-                        {
-                            throw new TensorFileException(path, null, $"__metadata__ value '{m.Name}' is not a string.");
-                        }
-
-                        if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
-                        {
-                            throw new TensorFileException(path, null, $"__metadata__ key '{m.Name}' appears more than once.");
-                        }
-                    }
-
+                sawMetadata = true;
+                if (property.Value.ValueKind == JsonValueKind.Null)
+                {
                     continue;
                 }
 
-                if (entries.ContainsKey(property.Name))
+                if (property.Value.ValueKind != JsonValueKind.Object)
                 {
-                    throw new TensorFileException(path, property.Name, "appears more than once in the header.");
+                    throw new TensorFileException(path, null, "__metadata__ is not an object of strings.");
                 }
 
-                entries.Add(property.Name, ParseEntry(path, property, dataStart, dataLength));
+                foreach (var m in property.Value.EnumerateObject())
+                {
+                    if (m.Value.ValueKind != JsonValueKind.String)
+                    {
+                        throw new TensorFileException(path, null, $"__metadata__ value '{m.Name}' is not a string.");
+                    }
+
+                    if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
+                    {
+                        throw new TensorFileException(path, null, $"__metadata__ key '{m.Name}' appears more than once.");
+                    }
+                }
+
+                continue;
             }
 
-            // Spans must not overlap (sorted by start, each must end before the next begins).
-            var ordered = entries.Values.OrderBy(e => e.Begin).ThenBy(e => e.End).ToList();
-            for (int i = 1; i < ordered.Count; i++)
+            HeaderJson.Name(path, property.Name, "tensor name");
+            if (entries.ContainsKey(property.Name))
             {
-                if (ordered[i].Begin < ordered[i - 1].End)
-                {
-                    throw new TensorFileException(path, ordered[i].Name, $"data span overlaps tensor '{ordered[i - 1].Name}'.");
-                }
+                throw new TensorFileException(path, property.Name, "appears more than once in the header.");
             }
 
-            var names = entries.Keys.OrderBy(n => n, StringComparer.Ordinal).ToList();
-            return new SafetensorsFile(path, dataStart, fileLength, entries, names, metadata);
+            entries.Add(property.Name, ParseEntry(path, property, dataStart, dataLength));
         }
+
+        // Spans must not overlap (sorted by start, each must end before the next begins).
+        var ordered = entries.Values.OrderBy(e => e.Begin).ThenBy(e => e.End).ToList();
+        for (int i = 1; i < ordered.Count; i++)
+        {
+            if (ordered[i].Begin < ordered[i - 1].End)
+            {
+                throw new TensorFileException(path, ordered[i].Name, $"data span overlaps tensor '{ordered[i - 1].Name}'.");
+            }
+        }
+
+        var names = entries.Keys.OrderBy(n => n, StringComparer.Ordinal).ToList();
+        return new SafetensorsFile(path, dataStart, fileLength, entries, names, metadata);
     }
 
     private static TensorEntry ParseEntry(string path, JsonProperty property, long dataStart, long dataLength)

@@ -106,66 +106,60 @@ public sealed class ShardedSafetensors : ITensorSource
             throw new TensorFileException(indexPath, null, $"cannot be read: {ex.Message}", ex);
         }
 
-        JsonDocument doc;
-        try
+        using var doc = HeaderJson.Parse(bytes, indexPath, "index");
+        return HeaderJson.Read(indexPath, "index", () => ReadWeightMap(indexPath, doc));
+    }
+
+    private static Dictionary<string, string> ReadWeightMap(string indexPath, JsonDocument doc)
+    {
+        if (doc.RootElement.ValueKind != JsonValueKind.Object)
         {
-            doc = JsonDocument.Parse(bytes);
+            throw new TensorFileException(indexPath, null, "index is not a JSON object.");
         }
-        catch (JsonException ex)
+
+        JsonElement? weightMapElement = null;
+        foreach (var property in doc.RootElement.EnumerateObject())
         {
-            throw new TensorFileException(indexPath, null, $"index is not valid JSON: {ex.Message}", ex);
+            if (property.Name == "weight_map")
+            {
+                if (weightMapElement is not null)
+                {
+                    throw new TensorFileException(indexPath, null, "'weight_map' appears more than once.");
+                }
+
+                weightMapElement = property.Value;
+            }
         }
 
-        using (doc)
+        if (weightMapElement is not { ValueKind: JsonValueKind.Object } map)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                throw new TensorFileException(indexPath, null, "index is not a JSON object.");
-            }
-
-            JsonElement? weightMapElement = null;
-            foreach (var property in doc.RootElement.EnumerateObject())
-            {
-                if (property.Name == "weight_map")
-                {
-                    if (weightMapElement is not null)
-                    {
-                        throw new TensorFileException(indexPath, null, "'weight_map' appears more than once.");
-                    }
-
-                    weightMapElement = property.Value;
-                }
-            }
-
-            if (weightMapElement is not { ValueKind: JsonValueKind.Object } map)
-            {
-                throw new TensorFileException(indexPath, null, "index has no 'weight_map' object.");
-            }
-
-            var weightMap = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var entry in map.EnumerateObject())
-            {
-                if (entry.Value.ValueKind != JsonValueKind.String || string.IsNullOrEmpty(entry.Value.GetString()))
-                {
-                    throw new TensorFileException(indexPath, entry.Name, "weight_map value must be a shard file name.");
-                }
-
-                string shard = entry.Value.GetString()!;
-
-                // Shards live next to the index: no folders, no absolute paths, no way out of the folder.
-                if (shard != Path.GetFileName(shard) || shard is "." or ".." || shard.Contains('/') || shard.Contains('\\'))
-                {
-                    throw new TensorFileException(indexPath, entry.Name, $"shard '{shard}' must be a plain file name in the index's folder.");
-                }
-
-                if (!weightMap.TryAdd(entry.Name, shard))
-                {
-                    throw new TensorFileException(indexPath, entry.Name, "appears more than once in the weight_map.");
-                }
-            }
-
-            return weightMap;
+            throw new TensorFileException(indexPath, null, "index has no 'weight_map' object.");
         }
+
+        var weightMap = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var entry in map.EnumerateObject())
+        {
+            if (entry.Value.ValueKind != JsonValueKind.String || string.IsNullOrEmpty(entry.Value.GetString()))
+            {
+                throw new TensorFileException(indexPath, entry.Name, "weight_map value must be a shard file name.");
+            }
+
+            HeaderJson.Name(indexPath, entry.Name, "tensor name");
+            string shard = HeaderJson.Name(indexPath, entry.Value.GetString()!, "shard file name");
+
+            // Shards live next to the index: no folders, no absolute paths, no way out of the folder.
+            if (shard != Path.GetFileName(shard) || shard is "." or ".." || shard.Contains('/') || shard.Contains('\\'))
+            {
+                throw new TensorFileException(indexPath, entry.Name, $"shard '{shard}' must be a plain file name in the index's folder.");
+            }
+
+            if (!weightMap.TryAdd(entry.Name, shard))
+            {
+                throw new TensorFileException(indexPath, entry.Name, "appears more than once in the weight_map.");
+            }
+        }
+
+        return weightMap;
     }
 
     /// <inheritdoc/>

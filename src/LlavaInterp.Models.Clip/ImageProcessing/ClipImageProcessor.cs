@@ -117,11 +117,23 @@ public sealed class ClipImageProcessor
     public RgbImage Resize(RgbImage image)
     {
         ArgumentNullException.ThrowIfNull(image);
-        (int h, int w) = GetResizeOutputSize(image.Height, image.Width);
+        int h, w;
+        try
+        {
+            (h, w) = GetResizeOutputSize(image.Height, image.Width);
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            throw new ClipImageException(null, $"cannot resize a {image.Width}x{image.Height} image: {ex.Message}", ex);
+        }
+
         if (h < 1 || w < 1)
         {
             throw new ClipImageException(null, $"resizing a {image.Width}x{image.Height} image gives an empty {w}x{h} image");
         }
+
+        // A shortest-edge resize of an elongated image can be far larger than the configuration's square.
+        ClipImageProcessorConfig.CheckPixels(null, $"resizing a {image.Width}x{image.Height} image to", h, w);
 
         return PillowResampler.Resize(image, w, h, Config.Resample);
     }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using LlavaInterp.Configuration;
 
 namespace LlavaInterp.Models.Clip;
 
@@ -132,12 +133,25 @@ public sealed record ClipImageProcessorConfig
         ClipImageProcessorConfig? config;
         try
         {
-            config = JsonSerializer.Deserialize<ClipImageProcessorConfig>(json);
+            using var doc = JsonDocument.Parse(json);
+
+            // A repeated key would silently bind its last value.
+            if (HfConfigLoader.FindRepeatedKey(doc.RootElement) is string repeated)
+            {
+                throw new ClipImageException(sourceName, $"key '{repeated}' appears more than once in its object");
+            }
+
+            config = doc.RootElement.Deserialize<ClipImageProcessorConfig>();
         }
         catch (JsonException ex)
         {
             string where = ex.Path is null ? string.Empty : $" at {ex.Path}";
             throw new ClipImageException(sourceName, $"invalid preprocessor config{where}: {ex.Message}", ex);
+        }
+        catch (InvalidOperationException ex)
+        {
+            // System.Text.Json's answer to an unpaired surrogate escape (\ud800) in a key or string.
+            throw new ClipImageException(sourceName, $"invalid preprocessor config: text that is not valid Unicode: {ex.Message}", ex);
         }
 
         if (config is null)
@@ -174,6 +188,16 @@ public sealed record ClipImageProcessorConfig
                 throw new ClipImageException(sourceName, "size values must be positive");
             }
 
+            // The smallest image a shortest-edge resize makes is edge × edge; a fixed size is exactly height × width.
+            if (Size.ShortestEdge is int edge)
+            {
+                CheckPixels(sourceName, "size.shortest_edge", edge, edge);
+            }
+            else
+            {
+                CheckPixels(sourceName, "size", Size.Height!.Value, Size.Width!.Value);
+            }
+
             if (Resample is not (PilResampling.Lanczos or PilResampling.Bilinear or PilResampling.Bicubic or PilResampling.Box or PilResampling.Hamming))
             {
                 throw new ClipImageException(sourceName, $"resample {(int)Resample} is not supported: use 1 (LANCZOS), 2 (BILINEAR), 3 (BICUBIC), 4 (BOX) or 5 (HAMMING)", new NotSupportedException($"resample {(int)Resample}"));
@@ -191,6 +215,8 @@ public sealed record ClipImageProcessorConfig
             {
                 throw new ClipImageException(sourceName, "crop_size values must be positive");
             }
+
+            CheckPixels(sourceName, "crop_size", CropSize.Height!.Value, CropSize.Width!.Value);
         }
 
         if (DoRescale && !double.IsFinite(RescaleFactor))
@@ -204,6 +230,23 @@ public sealed record ClipImageProcessorConfig
             {
                 throw new ClipImageException(sourceName, $"image_mean and image_std must have 1 or 3 values for RGB images (got {ImageMean.Count} and {ImageStd.Count})");
             }
+        }
+    }
+
+    /// <summary>
+    /// Throws unless an RGB image of <paramref name="height"/> × <paramref name="width"/> fits in one array (3 values a
+    /// pixel, bytes while resizing, floats after): a larger one cannot be processed at all.
+    /// </summary>
+    /// <param name="sourceName">The configuration file, for the error.</param>
+    /// <param name="key">The key that gave the size.</param>
+    /// <param name="height">Rows.</param>
+    /// <param name="width">Columns.</param>
+    /// <exception cref="ClipImageException">The image would not fit.</exception>
+    internal static void CheckPixels(string? sourceName, string key, long height, long width)
+    {
+        if (height * width > Array.MaxLength / 3)
+        {
+            throw new ClipImageException(sourceName, $"{key} {height}x{width} gives {height * width} pixels, more than one image can hold here ({Array.MaxLength / 3} RGB pixels)");
         }
     }
 

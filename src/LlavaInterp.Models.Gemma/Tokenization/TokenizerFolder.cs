@@ -1,4 +1,5 @@
 using System.Text.Json;
+using LlavaInterp.Configuration;
 
 namespace LlavaInterp.Models.Gemma;
 
@@ -252,12 +253,14 @@ internal sealed class TokenizerFolder
     {
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { AllowTrailingCommas = true });
+            // The config parser's checks: repeated keys and text that is not valid Unicode are errors, not surprises.
+            using var doc = HfConfigLoader.ParseDocument(File.ReadAllText(path), path);
             return doc.RootElement.Clone();
         }
-        catch (JsonException e)
+        catch (ConfigException e)
         {
-            throw new TokenizerException(path, null, $"invalid JSON: {e.Message}", e);
+            string what = e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
+            throw new TokenizerException(path, e.Key, what, e);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -80,6 +80,29 @@ public sealed class ErrorPathTests
         Assert.Contains("blocks.*.hook_resid_psot", line, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("--hooks", ",", "empty")]
+    [InlineData("--hooks", " , ", "empty")]
+    [InlineData("--hooks", "blocks.0.hook_resid_pre,,hook_image_features", "empty")]
+    [InlineData("--hooks", "blocks.0.hook_resid_pre,", "empty")]
+    [InlineData("--stop-at-layer", "5", "[0, 4]")]
+    [InlineData("--stop-at-layer", "99", "[0, 4]")]
+    public async Task OptionValuesNoRunCanUseAreUsageErrors(string option, string value, string mention)
+    {
+        using var dir = new TempDir();
+        string line = await FailsWithOneLine(2, dir, Cache(dir, option, value));
+        Assert.Contains(option, line, StringComparison.Ordinal);
+        Assert.Contains(mention, line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task StopAtLayerAtTheModelsDepthRunsEveryBlock()
+    {
+        using var dir = new TempDir();
+        (await CliRun.Llava(Cache(dir, "--stop-at-layer", "4", "--hooks", "blocks.3.hook_resid_post"))).Succeeded();
+        Assert.Equal(["out.safetensors"], CliRun.FilesUnder(dir.Path));
+    }
+
     [Fact]
     public async Task SteeringFeatureOutsideTheSaeIsRejected()
     {

@@ -475,6 +475,20 @@ public sealed class HubClientTests : IDisposable
         Assert.Equal("a.weight", e.TensorName);
     }
 
+    [Theory]
+    [InlineData(new byte[] { 0xFF })]
+    [InlineData(new byte[] { (byte)'\\', (byte)'u', (byte)'d', (byte)'8', (byte)'0', (byte)'0' })]
+    public async Task ShardIndexNamesThatAreNotText_AreTensorFileException(byte[] bad)
+    {
+        var files = FakeHubServer.FilesOf(Fixture.Path("model"));
+        files["model.safetensors.index.json"] = [.. """{"weight_map": {"a.weight": "x"""u8, .. bad, .. """.safetensors"}}"""u8];
+        using var server = new FakeHubServer(Repo, files, Token);
+        using var client = Client(server);
+
+        var e = await Assert.ThrowsAsync<TensorFileException>(() => client.DownloadModelAsync(Repo));
+        Assert.EndsWith("model.safetensors.index.json", e.FilePath, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task InvalidArguments_AreRejectedBeforeAnyRequest()
     {

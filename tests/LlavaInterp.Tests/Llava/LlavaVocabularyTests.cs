@@ -30,10 +30,19 @@ public sealed class LlavaVocabularyTests
         using var dir = CopyModel();
         int tokenizerVocab = GemmaTokenizer.FromPretrained(Fixture.ModelDir).VocabSize;
         EditConfig(dir, c => c["text_config"]!["vocab_size"] = tokenizerVocab - 1);
-        var ex = Assert.Throws<LlavaException>(() => HookedLlava.FromPretrained(dir.Path));
-        Assert.Contains($"{tokenizerVocab - 1}", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("vocab_size", ex.Message, StringComparison.Ordinal);
-        Assert.Contains($"id {tokenizerVocab - 1}", ex.Message, StringComparison.Ordinal);
+
+        // The checkpoint's embedding rows are checked first (they disagree with the edited config too)...
+        var ex = Assert.Throws<LlavaInterp.Configuration.ConfigException>(() => HookedLlava.FromPretrained(dir.Path));
+        Assert.Equal("vocab_size", ex.Key);
+
+        // ...and a model built from that config (no checkpoint to compare) still refuses the tokenizer.
+        var config = LlavaConfig.Load(dir.File("config.json"));
+        var tokenizer = GemmaTokenizer.FromPretrained(dir.Path);
+        var images = LlavaInterp.Models.Clip.ClipImageProcessor.FromDirectory(dir.Path);
+        var vocabEx = Assert.Throws<LlavaException>(() => new LlavaProcessor(tokenizer, images, config));
+        Assert.Contains($"{tokenizerVocab - 1}", vocabEx.Message, StringComparison.Ordinal);
+        Assert.Contains("vocab_size", vocabEx.Message, StringComparison.Ordinal);
+        Assert.Contains($"id {tokenizerVocab - 1}", vocabEx.Message, StringComparison.Ordinal);
     }
 
     [Fact]

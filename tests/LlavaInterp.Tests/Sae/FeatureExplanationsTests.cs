@@ -63,6 +63,14 @@ public sealed class FeatureExplanationsTests
     }
 
     [Fact]
+    public void SurrogatePairsAndEscapedBackslashesAreText()
+    {
+        var e = FeatureExplanations.Parse("{\"index\": \"1\", \"description\": \"\\ud83d\\ude00 \\\\ud800 \\\"\\u0041\"}\n{\"index\": \"2\", \"description\": \"\ud83d\ude00\"}", "x.jsonl");
+        Assert.Equal("\ud83d\ude00 \\ud800 \"A", e.Entries(1).Single().Description);
+        Assert.Equal("\ud83d\ude00", e.Entries(2).Single().Description);
+    }
+
+    [Fact]
     public void MissingFileIsReported()
     {
         using var dir = new TempDir();
@@ -130,6 +138,10 @@ public sealed class FeatureExplanationsTests
     [InlineData("{\"index\": \"1\", \"description\": \"a\"}\n{\"index\": \"2\", \"description\": \"b\"\n", 2, "JSON")]
     [InlineData("{\"index\": \"x\", \"description\": \"a\"}\n", 1, "index")]
     [InlineData("[1]\n", null, "object")]
+    [InlineData("{\"index\": \"1\", \"description\": \"a\"}\n{\"index\": \"2\", \"description\": \" dogs \\ud800\"}\n", 2, "surrogate")]
+    [InlineData("{\"index\": \"1\", \"description\": \"\\udc00\"}\n", 1, "surrogate")]
+    [InlineData("[{\"index\": \"1\", \"description\": \"a\"},\n {\"index\": \"2\", \"description\": \"\\ud83d b\"}]", 2, "surrogate")]
+    [InlineData("{\"explanations\": [{\"description\": \"\\ud83d\\ud83d\"}], \"index\": 3}", 1, "surrogate")]
     public void BadJsonLinesNameFileAndLine(string text, int? line, string mention)
     {
         using var dir = new TempDir();

@@ -120,6 +120,40 @@ public sealed class SaeLoadTests(ITestOutputHelper output)
         Assert.Equal("threshold", ex.TensorName);
     }
 
+    [Theory]
+    [InlineData("(3000000000, 0)", "W_enc")]
+    [InlineData("(0, 16)", "W_enc")]
+    [InlineData("(64, 0)", "W_enc")]
+    [InlineData("(64, 256, 1)", "W_enc")]
+    public void GemmaScopeDimensionsOutOfRangeNameFileAndArray(string shape, string array)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("params.npz");
+        using (var zip = System.IO.Compression.ZipFile.Open(path, System.IO.Compression.ZipArchiveMode.Create))
+        using (var orig = System.IO.Compression.ZipFile.OpenRead(SaeFixture.GemmaScopeNpz))
+        {
+            foreach (var e in orig.Entries)
+            {
+                using var to = zip.CreateEntry(e.FullName).Open();
+                if (e.FullName == array + ".npy")
+                {
+                    // Zero elements need no data, so only the dimensions can be wrong.
+                    bool empty = shape.Contains(" 0)", StringComparison.Ordinal) || shape.StartsWith("(0", StringComparison.Ordinal);
+                    to.Write(LlavaInterp.Tests.TensorFiles.RawFiles.NpyBytes($"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}", empty ? [] : new byte[64 * 256 * 4]));
+                }
+                else
+                {
+                    using var from = e.Open();
+                    from.CopyTo(to);
+                }
+            }
+        }
+
+        var ex = Assert.Throws<TensorFileException>(() => SparseAutoencoder.LoadGemmaScope(path, "blocks.3.hook_resid_post"));
+        Assert.Equal(array, ex.TensorName);
+        Assert.Equal(path, ex.FilePath);
+    }
+
     [Fact]
     public void WrongInputWidthNamesHookAndSizes()
     {
