@@ -40,6 +40,7 @@ public sealed class GemmaTokenizer
     private readonly TokenTrie _userDefined;
     private readonly HashSet<int> _specialIds;
     private readonly bool _escapeWhitespaces;
+    private readonly string? _chatTemplatePath;
     private GemmaChatFormat? _chatFormat;
 
     private GemmaTokenizer(
@@ -77,6 +78,7 @@ public sealed class GemmaTokenizer
         AddBosToken = settings.AddBosToken;
         AddEosToken = settings.AddEosToken;
         ChatTemplate = settings.ChatTemplate;
+        _chatTemplatePath = settings.ChatTemplatePath;
         BosToken = settings.SpecialTokens["bos_token"]!;
         EosToken = settings.SpecialTokens["eos_token"]!;
         PadToken = settings.SpecialTokens["pad_token"]!;
@@ -157,7 +159,14 @@ public sealed class GemmaTokenizer
                         + "render the prompt yourself and pass it to GemmaTokenizer.Encode.");
                 }
 
-                _chatFormat = Gemma.ChatTemplate.Recognise(ChatTemplate, BosToken);
+                try
+                {
+                    _chatFormat = Gemma.ChatTemplate.Recognise(ChatTemplate, BosToken);
+                }
+                catch (UnsupportedChatTemplateException ex) when (_chatTemplatePath is not null)
+                {
+                    throw new UnsupportedChatTemplateException($"{_chatTemplatePath}: {ex.Message}");
+                }
             }
 
             return _chatFormat;

@@ -43,6 +43,9 @@ internal sealed class TokenizerFolder
 
     public string? ChatTemplate { get; private set; }
 
+    /// <summary>The file the chat template came from (named when the template cannot be used).</summary>
+    public string? ChatTemplatePath { get; private set; }
+
     public static TokenizerFolder Read(string folder)
     {
         var result = new TokenizerFolder();
@@ -73,6 +76,7 @@ internal sealed class TokenizerFolder
             if (cfg.TryGetProperty("chat_template", out var template))
             {
                 result.ChatTemplate = ReadChatTemplate(template, configPath);
+                result.ChatTemplatePath = configPath;
             }
         }
 
@@ -109,6 +113,7 @@ internal sealed class TokenizerFolder
                 }
 
                 result.ChatTemplate = ReadChatTemplate(t, templatePath);
+                result.ChatTemplatePath = templatePath;
             }
         }
 

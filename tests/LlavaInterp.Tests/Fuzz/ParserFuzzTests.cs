@@ -17,7 +17,7 @@ namespace LlavaInterp.Tests.Fuzz;
 /// <summary>
 /// Mutation fuzzing of every parser and loader a user's files reach: each target's seed (a valid file from the
 /// fixtures) is edited a few bytes or JSON members at a time and loaded end to end (parse, build the model or SAE,
-/// run it once). CI runs the case counts below (well under a minute together); a long run by hand:
+/// run it once). CI runs the case counts below (about 40 s together on 2 cores); a long run by hand:
 /// <c>LLAVAINTERP_FUZZ_SCALE=100 dotnet test --filter "FullyQualifiedName~Fuzz"</c>, and
 /// <c>LLAVAINTERP_FUZZ_SEED=…</c> replays CsCheck's reported seed.
 /// </summary>
@@ -33,38 +33,38 @@ public sealed class ParserFuzzTests(ITestOutputHelper output)
     private static readonly Dictionary<string, FuzzTarget> Targets = new FuzzTarget[]
     {
         // The model folder: every file a LLaVA load reads, loaded and run on an image prompt.
-        new("llava config.json", Fixture.ModelDir, "config.json", Json: true, Cases: 120, LoadAndRunLlava),
-        new("preprocessor_config.json", Fixture.ModelDir, "preprocessor_config.json", Json: true, Cases: 60, LoadAndRunLlava),
-        new("tokenizer_config.json", Fixture.ModelDir, "tokenizer_config.json", Json: true, Cases: 60, LoadAndRunLlava),
-        new("special_tokens_map.json", Fixture.ModelDir, "special_tokens_map.json", Json: true, Cases: 30, LoadAndRunLlava),
-        new("generation_config.json", Fixture.ModelDir, "generation_config.json", Json: true, Cases: 30, LoadAndRunLlava),
-        new("processor_config.json", Fixture.ModelDir, "processor_config.json", Json: true, Cases: 30, LoadAndRunLlava),
-        new("model.safetensors.index.json", Fixture.ShardedModelDir, "model.safetensors.index.json", Json: true, Cases: 60, LoadAndRunLlava),
-        new("model.safetensors", Fixture.ModelDir, "model.safetensors", Json: false, Cases: 80, LoadAndRunLlava, SafetensorsHeaderEnd),
+        new("llava config.json", Fixture.ModelDir, "config.json", Json: true, Cases: 480, LoadAndRunLlava),
+        new("preprocessor_config.json", Fixture.ModelDir, "preprocessor_config.json", Json: true, Cases: 240, LoadAndRunLlava),
+        new("tokenizer_config.json", Fixture.ModelDir, "tokenizer_config.json", Json: true, Cases: 240, LoadAndRunLlava),
+        new("special_tokens_map.json", Fixture.ModelDir, "special_tokens_map.json", Json: true, Cases: 120, LoadAndRunLlava),
+        new("generation_config.json", Fixture.ModelDir, "generation_config.json", Json: true, Cases: 120, LoadAndRunLlava),
+        new("processor_config.json", Fixture.ModelDir, "processor_config.json", Json: true, Cases: 120, LoadAndRunLlava),
+        new("model.safetensors.index.json", Fixture.ShardedModelDir, "model.safetensors.index.json", Json: true, Cases: 240, LoadAndRunLlava),
+        new("model.safetensors", Fixture.ModelDir, "model.safetensors", Json: false, Cases: 320, LoadAndRunLlava, SafetensorsHeaderEnd),
 
         // Files read on their own.
-        new("tokenizer.model", Fixture.ModelDir, "tokenizer.model", Json: false, Cases: 150, LoadAndUseTokenizer),
-        new("sae cfg.json", SaeFixture.StandardFolder, "cfg.json", Json: true, Cases: 150, LoadAndRunSae),
-        new("sae_weights.safetensors", SaeFixture.StandardFolder, "sae_weights.safetensors", Json: false, Cases: 150, LoadAndRunSae, SafetensorsHeaderEnd),
-        new("gemmascope params.npz", Path.GetDirectoryName(SaeFixture.GemmaScopeNpz)!, "params.npz", Json: false, Cases: 150, LoadAndRunGemmaScope, ZipDirectoryAndHeaders),
-        new("npy array", Path.Combine(Generated.Value.Path, "npy"), "array.npy", Json: false, Cases: 300, (_, file) => Npy.Load(file).Dispose(), NpyHeaderEnd),
-        new("activation shard", Path.Combine(Generated.Value.Path, "shards"), "shard_00000.safetensors", Json: false, Cases: 150, ReadActivationShards, SafetensorsHeaderEnd),
-        new("neuronpedia json array", Path.GetDirectoryName(SaeFixture.ExplanationsFile)!, Path.GetFileName(SaeFixture.ExplanationsFile), Json: true, Cases: 200, LoadExplanations),
-        new("neuronpedia jsonl.gz batch", Fixture.Path("..", "neuronpedia", "v1", "tiny-llava-gemma", "2-res-tiny256", "explanations"), "batch-0.jsonl.gz", Json: false, Cases: 150, LoadExplanations),
-        new("neuronpedia jsonl", Path.Combine(Generated.Value.Path, "jsonl"), "batch-0.jsonl", Json: false, Cases: 150, LoadExplanations),
-        new("pretrained_saes.yaml", Path.Combine(Generated.Value.Path, "yaml"), "pretrained_saes.yaml", Json: false, Cases: 200, (_, file) => SaeReleases.LoadPretrainedSaesYaml(file)),
+        new("tokenizer.model", Fixture.ModelDir, "tokenizer.model", Json: false, Cases: 600, LoadAndUseTokenizer),
+        new("sae cfg.json", SaeFixture.StandardFolder, "cfg.json", Json: true, Cases: 600, LoadAndRunSae),
+        new("sae_weights.safetensors", SaeFixture.StandardFolder, "sae_weights.safetensors", Json: false, Cases: 600, LoadAndRunSae, SafetensorsHeaderEnd),
+        new("gemmascope params.npz", Path.GetDirectoryName(SaeFixture.GemmaScopeNpz)!, "params.npz", Json: false, Cases: 600, LoadAndRunGemmaScope, ZipDirectoryAndHeaders),
+        new("npy array", Path.Combine(Generated.Value.Path, "npy"), "array.npy", Json: false, Cases: 1200, (_, file) => Npy.Load(file).Dispose(), NpyHeaderEnd),
+        new("activation shard", Path.Combine(Generated.Value.Path, "shards"), "shard_00000.safetensors", Json: false, Cases: 600, ReadActivationShards, SafetensorsHeaderEnd),
+        new("neuronpedia json array", Path.GetDirectoryName(SaeFixture.ExplanationsFile)!, Path.GetFileName(SaeFixture.ExplanationsFile), Json: true, Cases: 800, LoadExplanations),
+        new("neuronpedia jsonl.gz batch", Fixture.Path("..", "neuronpedia", "v1", "tiny-llava-gemma", "2-res-tiny256", "explanations"), "batch-0.jsonl.gz", Json: false, Cases: 600, LoadExplanations),
+        new("neuronpedia jsonl", Path.Combine(Generated.Value.Path, "jsonl"), "batch-0.jsonl", Json: false, Cases: 600, LoadExplanations),
+        new("pretrained_saes.yaml", Path.Combine(Generated.Value.Path, "yaml"), "pretrained_saes.yaml", Json: false, Cases: 800, (_, file) => SaeReleases.LoadPretrainedSaesYaml(file)),
 
         // Images, one seed per decoder path (SkiaSharp: JPEG, WebP, GIF, BMP; ImageSharp: PNG, TIFF), decoded and preprocessed.
-        new("image png", PillowSeed("png_rgb_17x9.png"), "png_rgb_17x9.png", Json: false, Cases: 80, DecodeAndPreprocess),
-        new("image png palette+tRNS", PillowSeed("png_palette_trns_17x9.png"), "png_palette_trns_17x9.png", Json: false, Cases: 60, DecodeAndPreprocess),
-        new("image png 16-bit interlaced", PillowSeed("png_rgb16_interlaced_23x11.png"), "png_rgb16_interlaced_23x11.png", Json: false, Cases: 60, DecodeAndPreprocess),
-        new("image jpeg", PillowSeed("jpeg_420_q85_97x61.jpg"), "jpeg_420_q85_97x61.jpg", Json: false, Cases: 100, DecodeAndPreprocess),
-        new("image progressive jpeg", PillowSeed("jpeg_420_q80_prog_97x61.jpg"), "jpeg_420_q80_prog_97x61.jpg", Json: false, Cases: 60, DecodeAndPreprocess),
-        new("image gif", PillowSeed("gif_64x64.gif"), "gif_64x64.gif", Json: false, Cases: 60, DecodeAndPreprocess),
-        new("image bmp", PillowSeed("bmp_rgb_64x64.bmp"), "bmp_rgb_64x64.bmp", Json: false, Cases: 60, DecodeAndPreprocess),
-        new("image webp lossy", PillowSeed("webp_lossy_64x64.webp"), "webp_lossy_64x64.webp", Json: false, Cases: 60, DecodeAndPreprocess),
-        new("image webp lossless", PillowSeed("webp_lossless_64x64.webp"), "webp_lossless_64x64.webp", Json: false, Cases: 60, DecodeAndPreprocess),
-        new("image tiff", PillowSeed("tiff_rgb_97x61.tif"), "tiff_rgb_97x61.tif", Json: false, Cases: 60, DecodeAndPreprocess),
+        new("image png", PillowSeed("png_rgb_17x9.png"), "png_rgb_17x9.png", Json: false, Cases: 320, DecodeAndPreprocess),
+        new("image png palette+tRNS", PillowSeed("png_palette_trns_17x9.png"), "png_palette_trns_17x9.png", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image png 16-bit interlaced", PillowSeed("png_rgb16_interlaced_23x11.png"), "png_rgb16_interlaced_23x11.png", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image jpeg", PillowSeed("jpeg_420_q85_97x61.jpg"), "jpeg_420_q85_97x61.jpg", Json: false, Cases: 400, DecodeAndPreprocess),
+        new("image progressive jpeg", PillowSeed("jpeg_420_q80_prog_97x61.jpg"), "jpeg_420_q80_prog_97x61.jpg", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image gif", PillowSeed("gif_64x64.gif"), "gif_64x64.gif", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image bmp", PillowSeed("bmp_rgb_64x64.bmp"), "bmp_rgb_64x64.bmp", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image webp lossy", PillowSeed("webp_lossy_64x64.webp"), "webp_lossy_64x64.webp", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image webp lossless", PillowSeed("webp_lossless_64x64.webp"), "webp_lossless_64x64.webp", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image tiff", PillowSeed("tiff_rgb_97x61.tif"), "tiff_rgb_97x61.tif", Json: false, Cases: 240, DecodeAndPreprocess),
     }.ToDictionary(t => t.Name);
 
     private static readonly Lazy<ClipImageProcessor> Processor = new(() => ClipImageProcessor.FromDirectory(Fixture.ModelDir));

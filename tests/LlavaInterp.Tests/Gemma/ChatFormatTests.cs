@@ -176,7 +176,8 @@ public sealed class ChatFormatTests
         using var dir = TokenizerTests.CopyModel(config => config["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}");
         File.Delete(dir.File("chat_template.json"));
         var tok = GemmaTokenizer.FromPretrained(dir.Path);
-        Assert.Throws<UnsupportedChatTemplateException>(() => tok.ChatFormat);
+        var error = Assert.Throws<UnsupportedChatTemplateException>(() => tok.ChatFormat);
+        Assert.StartsWith(dir.File("tokenizer_config.json") + ":", error.Message, StringComparison.Ordinal);   // where the template came from
         Assert.Throws<UnsupportedChatTemplateException>(() => tok.EncodeChat([new ChatMessage("user", "hi")]));
 
         // The documented fallback: render the prompt yourself and encode it.
