@@ -41,6 +41,7 @@ public sealed class GemmaTokenizer
     private readonly HashSet<int> _specialIds;
     private readonly bool _escapeWhitespaces;
     private readonly string? _chatTemplatePath;
+    private readonly string _modelPath;
     private GemmaChatFormat? _chatFormat;
 
     private GemmaTokenizer(
@@ -79,6 +80,7 @@ public sealed class GemmaTokenizer
         AddEosToken = settings.AddEosToken;
         ChatTemplate = settings.ChatTemplate;
         _chatTemplatePath = settings.ChatTemplatePath;
+        _modelPath = settings.ModelPath;
         BosToken = settings.SpecialTokens["bos_token"]!;
         EosToken = settings.SpecialTokens["eos_token"]!;
         PadToken = settings.SpecialTokens["pad_token"]!;
@@ -229,6 +231,14 @@ public sealed class GemmaTokenizer
             throw new TokenizerException(modelPath, null, $"Microsoft.ML.Tokenizers could not load the model: {e.Message}", e);
         }
 
+        // The file is read twice (our protobuf reader for the piece table, Microsoft.ML.Tokenizers for the BPE): a
+        // damaged file the two read differently would hand out ids past our table (found by the fuzz suite).
+        int bpeMax = new[] { bpe.Vocabulary.Count == 0 ? -1 : bpe.Vocabulary.Values.Max(), bpe.UnknownId, bpe.BeginningOfSentenceId, bpe.EndOfSentenceId }.Max();
+        if (bpeMax >= model.Pieces.Count || bpe.Vocabulary.Count > model.Pieces.Count)
+        {
+            throw new TokenizerException(modelPath, null, $"inconsistent sentencepiece model: {model.Pieces.Count} pieces, but ids up to {bpeMax} in its vocabulary or trainer spec.");
+        }
+
         return Build(bpe, model, settings, folder);
     }
 
@@ -367,6 +377,12 @@ public sealed class GemmaTokenizer
 
                 foreach (int pieceId in _bpe.EncodeToIds(run, addBeginningOfSentence: false, addEndOfSentence: false))
                 {
+                    if ((uint)pieceId >= (uint)_pieces.Length)
+                    {
+                        // Only a damaged model can do this (the two readers of the file disagree): say which file.
+                        throw new TokenizerException(_modelPath, null, $"inconsistent sentencepiece model: the BPE produced id {pieceId} of {_pieces.Length} pieces.");
+                    }
+
                     ids.Add(MapPiece(_pieces[pieceId].Piece, pieceId));
                 }
             }

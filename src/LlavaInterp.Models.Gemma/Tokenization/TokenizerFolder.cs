@@ -43,12 +43,15 @@ internal sealed class TokenizerFolder
 
     public string? ChatTemplate { get; private set; }
 
+    /// <summary>The folder's <c>tokenizer.model</c> (named in errors found while encoding).</summary>
+    public string ModelPath { get; private set; } = ModelFileName;
+
     /// <summary>The file the chat template came from (named when the template cannot be used).</summary>
     public string? ChatTemplatePath { get; private set; }
 
     public static TokenizerFolder Read(string folder)
     {
-        var result = new TokenizerFolder();
+        var result = new TokenizerFolder { ModelPath = Path.Combine(folder, ModelFileName) };
         foreach (var (key, value) in GemmaDefaults)
         {
             result.SpecialTokens[key] = value;
