@@ -107,6 +107,12 @@ public sealed partial class HookedLlava
             : processor.DoResize && processor.Size.ShortestEdge is null
                 ? ("size", processor.Size.Height!.Value, processor.Size.Width!.Value)
                 : null;
+        if (output is null)
+        {
+            // No crop and no fixed size: the output follows each image's shape, which fits the tower only by chance.
+            throw new ConfigException(path, "do_center_crop", $"without a centre crop or a fixed resize the processor's images keep their own aspect ratio, but the vision tower embeds only {vision.ImageSize}x{vision.ImageSize} (vision_config.image_size in config.json).");
+        }
+
         if (output is var (key, height, width) && (height != vision.ImageSize || width != vision.ImageSize))
         {
             throw new ConfigException(path, key, $"the processor makes {height}x{width} images, but the vision tower embeds {vision.ImageSize}x{vision.ImageSize} (vision_config.image_size in config.json).");

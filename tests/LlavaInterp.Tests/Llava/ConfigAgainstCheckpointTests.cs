@@ -134,6 +134,19 @@ public sealed class ConfigAgainstCheckpointTests
         Assert.Contains("head_dim = 16", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void NoCropAndNoFixedSizeIsAnErrorAtLoad()
+    {
+        // Found by the fuzz suite: the processor then keeps each image's aspect ratio (a 32x42 image reached the tower).
+        using var dir = FixtureWith(null, "image_token_index", 6);
+        var pre = JsonNode.Parse(File.ReadAllText(dir.File("preprocessor_config.json")))!;
+        pre["do_center_crop"] = false;
+        File.WriteAllText(dir.File("preprocessor_config.json"), pre.ToJsonString());
+        var error = Assert.Throws<ConfigException>(() => HookedLlava.FromPretrained(dir.Path));
+        Assert.Equal("do_center_crop", error.Key);
+        Assert.Equal(dir.File("preprocessor_config.json"), error.SourcePath);
+    }
+
     [Theory]
     [InlineData(64)]
     [InlineData(16)]
