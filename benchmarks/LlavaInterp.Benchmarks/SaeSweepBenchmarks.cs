@@ -12,7 +12,8 @@ namespace LlavaInterp.Benchmarks;
 /// random SAE (d_in 1024, d_sae 16384, <c>blocks.3.hook_resid_post</c>) and take the top 10 features summed over the
 /// image tokens. The run stops after block 3 (<c>stopAtLayer: 4</c>); compare one image's share with
 /// <see cref="LlavaBenchmarks.Prefill"/> (all 8 blocks and the unembedding) for what stopping early saves.
-/// Three iterations: one operation is 8 forwards.
+/// Three iterations: one operation is 8 images; images/s = 8 / mean. <see cref="BatchSize"/> images share a forward
+/// (<see cref="LlavaProcessor.PrepareBatch"/>, as <c>FeatureAnalyzer.BatchSize</c> does).
 /// </summary>
 [MemoryDiagnoser]
 [MedianColumn]
@@ -26,6 +27,10 @@ public class SaeSweepBenchmarks
     private SparseAutoencoder _sae = null!;
     private string _dir = null!;
     private string[] _paths = null!;
+
+    /// <summary>Images per forward.</summary>
+    [Params(1, 4)]
+    public int BatchSize { get; set; } = 1;
 
     [GlobalSetup]
     public void Setup()
@@ -66,17 +71,20 @@ public class SaeSweepBenchmarks
     {
         using var _ = torch.inference_mode();
         double total = 0;
-        foreach (string path in _paths)
+        foreach (var chunk in _paths.Chunk(BatchSize))
         {
             using var scope = torch.NewDisposeScope();
-            using var prompt = _processor.Prepare("What is in this image?", [path]);
-            var (output, cache) = _model.RunWithCache(LlavaInput.From(prompt), n => n == HookName, stopAtLayer: stopAtLayer);
+            using var batch = _processor.PrepareBatch(chunk.Select(path => ("What is in this image?", (IReadOnlyList<string>)[path])).ToArray());
+            var (output, cache) = _model.RunWithCache(LlavaInput.From(batch), n => n == HookName, stopAtLayer: stopAtLayer);
             using (output)
             using (cache)
             {
                 var acts = _sae.Encode(cache[HookName]);
-                var top = FeatureActivations.TopK(acts, PositionSelector.At(prompt.ImageTokenPositions.Select(p => (long)p)), FeatureAggregation.Sum, k: 10);
-                total += top[0].Value;
+                for (int row = 0; row < chunk.Length; row++)
+                {
+                    var top = FeatureActivations.TopK(acts[row], PositionSelector.At(batch.ImageTokenPositions[row].Select(p => (long)p)), FeatureAggregation.Sum, k: 10);
+                    total += top[0].Value;
+                }
             }
         }
 

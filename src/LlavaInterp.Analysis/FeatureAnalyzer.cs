@@ -149,6 +149,20 @@ public sealed class FeatureAnalyzer
     /// <summary>The explanations, if any.</summary>
     public FeatureExplanations? Explanations { get; }
 
+    /// <summary>
+    /// Images per forward in <see cref="Tally"/> and <see cref="RankEntries"/> (default 1, one image per run as the
+    /// research did). The same prompt with one image each gives rows of equal length, so a batch needs no padding
+    /// and each row's activations equal a single run's within float rounding; larger batches trade memory for speed.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Less than 1.</exception>
+    public int BatchSize
+    {
+        get => _batchSize;
+        set => _batchSize = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "BatchSize must be at least 1.");
+    }
+
+    private int _batchSize = 1;
+
     private LlavaProcessor Processor => Model.Processor ?? throw new InvalidOperationException("The model has no processor (tokenizer and preprocessor files); load it from a model folder.");
 
     /// <summary>
@@ -188,18 +202,52 @@ public sealed class FeatureAnalyzer
     {
         ArgumentNullException.ThrowIfNull(prompt);
         cancellationToken.ThrowIfCancellationRequested();
+        return Run(LlavaInput.From(prompt), [prompt])[0];
+    }
+
+    /// <summary>
+    /// Runs a left-padded batch in one forward (up to the SAE's block) and returns each row's feature activations
+    /// (padding removed), in row order; the batch stays owned by the caller.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model was built without a processor.</exception>
+    public IReadOnlyList<PromptFeatures> Encode(LlavaBatch batch, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        cancellationToken.ThrowIfCancellationRequested();
+        return Run(LlavaInput.From(batch), batch.Prompts);
+    }
+
+    // One forward of rows whose prompts are `prompts` (left-padded to the longest): the SAE's activations per row.
+    private IReadOnlyList<PromptFeatures> Run(LlavaInput input, IReadOnlyList<LlavaPrompt> prompts)
+    {
         var processor = Processor;
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.inference_mode();
-        var input = LlavaInput.From(prompt) with { ComputeLogits = StopAtLayer is null };
-        var (output, cache) = Model.RunWithCache(input, n => n == Sae.HookName, stopAtLayer: StopAtLayer);
+        var (output, cache) = Model.RunWithCache(input with { ComputeLogits = StopAtLayer is null }, n => n == Sae.HookName, stopAtLayer: StopAtLayer);
         using (output)
         using (cache)
         {
             var activation = cache[Sae.HookName];
-            var row = activation.dim() == 3 ? activation[0] : activation;
-            var acts = Sae.Encode(row).to(ScalarType.Float32).cpu().contiguous();
-            return new PromptFeatures(acts.MoveToOuterDisposeScope(), prompt.Ids.ToArray(), prompt.ImageTokenPositions.ToArray(), prompt.Images.ToArray(), prompt.Images.Select(i => processor.ImageTokensFor(i.Height, i.Width)).ToArray());
+            var rows = activation.dim() == 3 ? activation : activation.unsqueeze(0);
+            long length = rows.shape[1];
+            var results = new List<PromptFeatures>(prompts.Count);
+            try
+            {
+                for (int r = 0; r < prompts.Count; r++)
+                {
+                    var prompt = prompts[r];
+                    var row = rows[r].narrow(0, length - prompt.Ids.Count, prompt.Ids.Count);
+                    var acts = Sae.Encode(row).to(ScalarType.Float32).cpu().contiguous();
+                    results.Add(new PromptFeatures(acts.MoveToOuterDisposeScope(), prompt.Ids.ToArray(), prompt.ImageTokenPositions.ToArray(), prompt.Images.ToArray(), prompt.Images.Select(i => processor.ImageTokensFor(i.Height, i.Width)).ToArray()));
+                }
+            }
+            catch
+            {
+                results.ForEach(f => f.Dispose());
+                throw;
+            }
+
+            return results;
         }
     }
 
@@ -227,7 +275,7 @@ public sealed class FeatureAnalyzer
     }
 
     /// <summary>
-    /// Runs <paramref name="prompt"/> with each image in turn (one image per run) and accumulates the per-image
+    /// Runs <paramref name="prompt"/> with each image (<see cref="BatchSize"/> images per forward) and accumulates the per-image
     /// aggregates and activity counts at <paramref name="positions"/>; the caller owns the returned tally.
     /// </summary>
     /// <param name="images">Image files.</param>
@@ -247,16 +295,29 @@ public sealed class FeatureAnalyzer
         var tally = new FeatureTally(Sae.DSae);
         try
         {
-            for (int i = 0; i < images.Count; i++)
+            for (int start = 0; start < images.Count; start += BatchSize)
             {
-                using (var features = Encode(prompt, [images[i]], raw, cancellationToken))
+                cancellationToken.ThrowIfCancellationRequested();
+                var chunk = images.Skip(start).Take(BatchSize).ToArray();
+                using var batch = Processor.PrepareBatch(chunk.Select(image => (prompt, (IReadOnlyList<string>)[image])).ToArray(), raw);
+                var encoded = Encode(batch, cancellationToken);
+                try
                 {
-                    tally.Add(features, positions, aggregation);
-                    onEncoded?.Invoke(images[i], features);
+                    for (int j = 0; j < chunk.Length; j++)
+                    {
+                        tally.Add(encoded[j], positions, aggregation);
+                        onEncoded?.Invoke(chunk[j], encoded[j]);
+                        _logger?.LogDebug("Encoded {Image} ({Done}/{Total})", chunk[j], start + j + 1, images.Count);
+                        progress?.Report(new FeatureSweepProgress(start + j + 1, images.Count, chunk[j]));
+                    }
                 }
-
-                _logger?.LogDebug("Encoded {Image} ({Done}/{Total})", images[i], i + 1, images.Count);
-                progress?.Report(new FeatureSweepProgress(i + 1, images.Count, images[i]));
+                finally
+                {
+                    foreach (var f in encoded)
+                    {
+                        f.Dispose();
+                    }
+                }
             }
 
             return tally;

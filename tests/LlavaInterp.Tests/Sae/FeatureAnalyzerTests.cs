@@ -4,6 +4,7 @@ using LlavaInterp.Sae;
 using LlavaInterp.Tests.Cli;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace LlavaInterp.Tests.Sae;
 
@@ -36,6 +37,40 @@ public sealed class FeatureAnalyzerTests
             Assert.Throws<ArgumentOutOfRangeException>(() => features.SpatialMapOf(256));
             Assert.Throws<ArgumentOutOfRangeException>(() => features.SpatialMapOf(0, image: 1));
         }
+    }
+
+    [Fact]
+    public void BatchedTalliesEqualOneImagePerRun()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var model = HookedLlava.FromPretrained(Fixture.ModelDir);
+        using var sae = SparseAutoencoder.Load(CliRun.SaeDir);
+        var analyzer = new FeatureAnalyzer(model, sae, null);
+        string[] images = ["gradient_rgb", "gray_l", "rgba_alpha", "tiny_5x7", "gradient_rgb"];
+        var paths = images.Select(Fixture.Image).ToArray();
+
+        var single = new List<Tensor>();
+        using var one = analyzer.Tally(paths, CliRun.RenderedImagePrompt, PromptPositions.Image, FeatureAggregation.Sum, raw: true,
+            onEncoded: (_, f) => single.Add(f.Acts.clone()));
+        analyzer.BatchSize = 3;   // rows of 3 and 2: a full and a partial batch
+        var batched = new List<Tensor>();
+        var seen = new List<string>();
+        using var three = analyzer.Tally(paths, CliRun.RenderedImagePrompt, PromptPositions.Image, FeatureAggregation.Sum, raw: true,
+            onEncoded: (image, f) =>
+            {
+                seen.Add(image);
+                batched.Add(f.Acts.clone());
+            });
+
+        Assert.Equal(paths, seen);
+        for (int i = 0; i < images.Length; i++)
+        {
+            TensorAssert.Close(single[i], batched[i], what: $"feature activations of {images[i]} in a batch");
+        }
+
+        TensorAssert.Close(one.Mean(), three.Mean(), what: "tally mean");
+        Assert.Equal(one.Images, three.Images);
+        Assert.Throws<ArgumentOutOfRangeException>(() => analyzer.BatchSize = 0);
     }
 
     [Fact]
