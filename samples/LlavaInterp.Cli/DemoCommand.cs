@@ -17,6 +17,7 @@ public static class DemoCommand
     public const string Help = """
         usage: llava-interp demo [--model PATH|REPO] [--sae PATH|RELEASE/ID] [--out DIR] [--image FILE ...]
                                  [--feature F] [--alpha A] [--max-new-tokens N] [--explanations FILE|URL]
+                                 [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
 
         Without options it runs offline on tiny-llava-gemma, a tiny random-weight test model shipped with the repo
         (its outputs are not meaningful text). --model Intel/llava-gemma-2b --sae gemma-2b-res-jb/blocks.12.hook_resid_post
@@ -37,7 +38,7 @@ public static class DemoCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "out", "feature", "alpha", "max-new-tokens", "explanations" });
+        var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "out", "feature", "alpha", "max-new-tokens", "explanations", "dtype", "device" });
         string? modelArg = a.Optional("model");
         string? saeArg = a.Optional("sae");
         string outDir = a.Optional("out") ?? Path.Combine("out", "demo");
@@ -46,6 +47,8 @@ public static class DemoCommand
         double alpha = a.Double("alpha") ?? -4.0;
         int maxNew = CommandInputs.AtLeast(a.Int("max-new-tokens"), 12, 1, "--max-new-tokens");
         string? explanationsSpec = a.Optional("explanations");
+        var dtype = Sources.ParseDType(a.Optional("dtype"));
+        var device = Sources.ParseDevice(a.Optional("device"));
 
         // Only one of --model/--sae given for a real checkpoint: the other is the research's counterpart.
         var (modelPath, saePath) = TinyModel.Choose(modelArg, saeArg);
@@ -64,8 +67,9 @@ public static class DemoCommand
         }
 
         stdout.WriteLine();
-        using var model = await Sources.LoadModelAsync(modelPath, TorchSharp.torch.ScalarType.Float32, stderr, ct).ConfigureAwait(false);
-        using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct).ConfigureAwait(false);
+        var progress = CliProgress.For(stderr);
+        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
+        using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
         var explanations = await Sources.LoadExplanationsAsync(explanationsSpec ?? (TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null), sae, stderr, ct).ConfigureAwait(false);
         var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));
         stdout.WriteLine($"model: {modelPath}");
