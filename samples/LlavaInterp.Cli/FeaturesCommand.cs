@@ -28,6 +28,8 @@ public static class FeaturesCommand
         --explanations      a Neuronpedia export (file or URL); default: explanations_{model}_{source}.json next to the SAE,
                             or Neuronpedia's export for a release SAE
         --heatmap OUT.png --feature F   draw feature F's activation over the image's patches (one image only)
+        [--colormap jet|viridis|hot|gray] [--range MIN:MAX]   the heatmap's colour scale (default jet) and the values
+                            drawn as its ends (default: the map's own minimum and maximum; either side may be empty)
         """;
 
     /// <summary>Runs the command.</summary>
@@ -39,7 +41,7 @@ public static class FeaturesCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "explanations", "image-dir", "per-class", "prompt", "top-k", "positions", "aggregate", "exclude-dense", "heatmap", "feature", "dtype", "device" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" }, new HashSet<string>(["model", "sae", "explanations", "image-dir", "per-class", "prompt", "top-k", "positions", "aggregate", "exclude-dense", "heatmap", "feature", "dtype", "device", .. CommandInputs.HeatmapOptions]));
         string modelPath = a.Required("model");
         string saePath = a.Required("sae");
         string? explanationsSpec = a.Optional("explanations");
@@ -57,6 +59,7 @@ public static class FeaturesCommand
         bool json = a.Flag("json");
         var dtype = Sources.ParseDType(a.Optional("dtype"));
         var device = Sources.ParseDevice(a.Optional("device"));
+        var style = CommandInputs.HeatmapStyle(a);
 
         if ((images.Count > 0) == (imageDir is not null))
         {
@@ -76,6 +79,11 @@ public static class FeaturesCommand
         if ((heatmap is null) != (heatmapFeature is null))
         {
             throw new CliUsageException("--heatmap OUT.png and --feature F go together.");
+        }
+
+        if (heatmap is null && CommandInputs.HeatmapOptions.FirstOrDefault(o => a.Optional(o) is not null) is { } styleOption)
+        {
+            throw new CliUsageException($"--{styleOption} styles the heatmap: it needs --heatmap OUT.png --feature F.");
         }
 
         // One entry per image, or per class of an ImageNet-style folder.
@@ -134,7 +142,7 @@ public static class FeaturesCommand
         {
             ranking = analyzer.RankEntries(entries, byClass, prompt, positions, aggregation, topK, excludeDense, raw,
                 progress: phase.As<FeatureSweepProgress>(_ => (Interlocked.Increment(ref encoded), totalImages)), cancellationToken: ct,
-                onEncoded: heatmap is null ? null : (_, features) => features.RenderHeatmap(heatmapFeature!.Value, heatmap, title: analyzer.HeatmapTitle(heatmapFeature!.Value)));
+                onEncoded: heatmap is null ? null : (_, features) => features.RenderHeatmap(heatmapFeature!.Value, heatmap, title: analyzer.HeatmapTitle(heatmapFeature!.Value), style: style));
         }
 
         var results = ranking.Results;
