@@ -144,6 +144,9 @@ public static class TrainSaeCommand
 
             var source = new LlavaActivationSource(model, hook) { Tokens = tokens, ImageShare = imageShare, Seed = seed };
             long rows = ActivationStore.WriteShards(source.Activations(Prepared(), ct), shards, rowsPerShard: Math.Max(batch, 65536), hookName: hook, cancellationToken: ct);
+
+            // The live bar ends before the summary line, which would otherwise be drawn over.
+            collecting.Dispose();
             stderr.WriteLine($"collected {rows} activations of {hook} from {images.Count} images x {prompts.Count} prompts into {shards}");
         }
 
@@ -233,10 +236,13 @@ public static class TrainSaeCommand
             return file.Contains(ActivationStore.ShardTensorName) ? file.GetEntry(ActivationStore.ShardTensorName).Shape[0] : 0;
         });
 
-    /// <summary>Training progress in activations, with the step's metrics next to the bar (and on each plain line).</summary>
+    /// <summary>
+    /// Training progress in activations, with the step's main metrics next to the bar (and on each plain line), short
+    /// enough for an 80-column terminal; the full metrics of the result go to stdout at the end.
+    /// </summary>
     private sealed class TrainingLine(ProgressPhase phase, long totalTokens) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress p) =>
-            phase.Report(p.Tokens, totalTokens, string.Create(CultureInfo.InvariantCulture, $"step {p.Step}  loss {p.Loss:G4}  mse {p.MseLoss:G4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  dead {p.DeadFraction:P1}  lr {p.LearningRate:G3}"));
+            phase.Report(p.Tokens, totalTokens, string.Create(CultureInfo.InvariantCulture, $"step {p.Step}  loss {p.Loss:G4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  dead {p.DeadFraction:P0}"));
     }
 }

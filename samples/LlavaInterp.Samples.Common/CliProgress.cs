@@ -6,13 +6,19 @@ namespace LlavaInterp.Samples;
 
 /// <summary>
 /// Progress of long work (weight loading, downloads, image folders, SAE training) on standard error. On a terminal it
-/// is Spectre.Console's live progress bar; redirected (a log, a pipe, a test) it is at most five plain lines per phase
-/// (<c>loading weights: 25% (40/160)</c> at 25, 50, 75 and 100%), so that logs stay short. Nothing goes to stdout.
+/// is Spectre.Console's live progress display, one bar per running phase; redirected (a log, a pipe, a test) it is at
+/// most four plain lines per phase (<c>loading weights: 25% (40/160)</c> at 25, 50, 75 and 100%; one
+/// <c>label ...</c> line when the total is unknown), so that logs stay short. Nothing goes to stdout.
 /// </summary>
 public sealed class CliProgress
 {
     private readonly TextWriter _stderr;
     private readonly IAnsiConsole? _console;
+    private readonly object _gate = new();
+    private ProgressContext? _context;
+    private TaskCompletionSource? _end;
+    private Task? _display;
+    private int _running;
 
     /// <summary>Progress on <paramref name="stderr"/>: live when <paramref name="live"/>, plain lines otherwise.</summary>
     public CliProgress(TextWriter stderr, bool live)
@@ -34,38 +40,110 @@ public sealed class CliProgress
     public static CliProgress For(TextWriter stderr) =>
         new(stderr, live: ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
 
-    /// <summary>Starts a phase; report into it and dispose it when the work ends (a live bar is then removed).</summary>
+    /// <summary>Starts a phase; report into it and dispose it when the work ends (its live bar is then removed).</summary>
     public ProgressPhase Begin(string label)
     {
         ArgumentNullException.ThrowIfNull(label);
-        return new ProgressPhase(label, _stderr, _console);
+        return new ProgressPhase(this, label, _stderr);
     }
 
-    /// <summary>Hub downloads, one phase per file (started by the file's first report, ended when it is complete).</summary>
-    public IProgress<HubDownloadProgress> Downloads() => new DownloadPhases(this);
+    /// <summary>
+    /// Hub downloads, one phase per file: started by the file's first report, ended when it is complete or, for a
+    /// file of unknown size, when the returned object is disposed.
+    /// </summary>
+    public DownloadProgress Downloads() => new(this);
 
-    private sealed class DownloadPhases(CliProgress owner) : IProgress<HubDownloadProgress>
+    // Spectre allows one live display at a time, and it runs inside a callback. Phases nest (downloads happen while
+    // "loading weights" runs), so they share one display, kept open on its own thread while any phase is running.
+    internal ProgressTask? StartLive(string label)
     {
-        private readonly Dictionary<string, ProgressPhase> _phases = new(StringComparer.Ordinal);
-
-        public void Report(HubDownloadProgress value)
+        if (_console is null)
         {
-            lock (_phases)
-            {
-                if (!_phases.TryGetValue(value.File, out var phase))
-                {
-                    string size = value.TotalBytes is long t ? string.Create(CultureInfo.InvariantCulture, $" ({t / 1e6:F1} MB)") : string.Empty;
-                    phase = owner.Begin($"downloading {value.File}{size}");
-                    _phases[value.File] = phase;
-                }
+            return null;
+        }
 
-                // An unknown size has no percentage: the phase shows only its start and its end.
-                long total = value.TotalBytes ?? 0;
-                phase.Report(value.BytesDone, total);
-                if (total > 0 && value.BytesDone >= total)
-                {
-                    phase.Dispose();
-                }
+        lock (_gate)
+        {
+            if (_context is null)
+            {
+                var started = new TaskCompletionSource<ProgressContext>(TaskCreationOptions.RunContinuationsAsynchronously);
+                var end = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _end = end;
+                _display = Task.Run(() => _console.Progress()
+                    .AutoClear(true)
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        started.SetResult(ctx);
+                        end.Task.Wait();
+                    }));
+                _context = started.Task.GetAwaiter().GetResult();
+            }
+
+            _running++;
+            var task = _context.AddTask(Markup.Escape(label), maxValue: 1);
+            task.IsIndeterminate = true;
+            return task;
+        }
+    }
+
+    internal void StopLive(ProgressTask task)
+    {
+        lock (_gate)
+        {
+            task.StopTask();
+            if (--_running == 0)
+            {
+                // Waited for under the lock, so that a phase begun meanwhile starts a new display only once this one
+                // has ended; the display thread takes none of this class's locks, so this cannot deadlock.
+                _end!.TrySetResult();
+                _display!.GetAwaiter().GetResult();
+                _context = null;
+                _end = null;
+                _display = null;
+            }
+        }
+    }
+}
+
+/// <summary>Download progress of hub files into a <see cref="CliProgress"/>, one phase per file.</summary>
+public sealed class DownloadProgress : IProgress<HubDownloadProgress>, IDisposable
+{
+    private readonly CliProgress _owner;
+    private readonly Dictionary<string, ProgressPhase> _phases = new(StringComparer.Ordinal);
+
+    internal DownloadProgress(CliProgress owner) => _owner = owner;
+
+    /// <inheritdoc/>
+    public void Report(HubDownloadProgress value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        lock (_phases)
+        {
+            if (!_phases.TryGetValue(value.File, out var phase))
+            {
+                string size = value.TotalBytes is long t ? string.Create(CultureInfo.InvariantCulture, $" ({t / 1e6:F1} MB)") : string.Empty;
+                phase = _owner.Begin($"downloading {value.File}{size}");
+                _phases[value.File] = phase;
+            }
+
+            long total = value.TotalBytes ?? 0;
+            phase.Report(value.BytesDone, total);
+            if (total > 0 && value.BytesDone >= total)
+            {
+                phase.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Ends the phases still open (files of unknown size, or a download that failed).</summary>
+    public void Dispose()
+    {
+        lock (_phases)
+        {
+            foreach (var phase in _phases.Values)
+            {
+                phase.Dispose();
             }
         }
     }
@@ -76,41 +154,21 @@ public sealed class ProgressPhase : IProgress<(long Done, long Total)>, IDisposa
 {
     private static readonly int[] Quarters = [25, 50, 75, 100];
 
+    private readonly CliProgress _owner;
     private readonly string _label;
     private readonly TextWriter _stderr;
     private readonly object _lock = new();
-    private readonly TaskCompletionSource? _finished;
-    private readonly Task? _display;
     private readonly ProgressTask? _task;
     private int _printed;
+    private bool _announced;
     private bool _disposed;
 
-    internal ProgressPhase(string label, TextWriter stderr, IAnsiConsole? console)
+    internal ProgressPhase(CliProgress owner, string label, TextWriter stderr)
     {
+        _owner = owner;
         _label = label;
         _stderr = stderr;
-        if (console is null)
-        {
-            return;
-        }
-
-        // Spectre's live display runs inside a callback; it is kept open on its own thread until the phase is disposed,
-        // so that the phase can be reported to from anywhere (a library's IProgress) instead of only inside a lambda.
-        var started = new TaskCompletionSource<ProgressTask>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _finished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var finished = _finished;
-        _display = Task.Run(() => console.Progress()
-            .AutoClear(true)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-            .Start(ctx =>
-            {
-                var task = ctx.AddTask(Markup.Escape(label), maxValue: 1);
-                task.IsIndeterminate = true;
-                started.SetResult(task);
-                finished.Task.Wait();
-                task.StopTask();
-            }));
-        _task = started.Task.GetAwaiter().GetResult();
+        _task = owner.StartLive(label);
     }
 
     /// <summary>Reports <paramref name="value"/>.Done of .Total (a total of 0 or less is unknown).</summary>
@@ -148,6 +206,13 @@ public sealed class ProgressPhase : IProgress<(long Done, long Total)>, IDisposa
 
             if (total <= 0)
             {
+                // No percentage to give: one line says the work is under way.
+                if (!_announced && _printed == 0)
+                {
+                    _announced = true;
+                    _stderr.WriteLine($"{_label} ...");
+                }
+
                 return;
             }
 
@@ -169,7 +234,7 @@ public sealed class ProgressPhase : IProgress<(long Done, long Total)>, IDisposa
         return new Adapter<T>(this, describe);
     }
 
-    /// <summary>Ends the phase: a live bar is removed; plain output is left as it is.</summary>
+    /// <summary>Ends the phase: its live bar is removed; plain output is left as it is.</summary>
     public void Dispose()
     {
         lock (_lock)
@@ -182,10 +247,9 @@ public sealed class ProgressPhase : IProgress<(long Done, long Total)>, IDisposa
             _disposed = true;
         }
 
-        if (_finished is not null)
+        if (_task is not null)
         {
-            _finished.TrySetResult();
-            _display!.GetAwaiter().GetResult();
+            _owner.StopLive(_task);
         }
     }
 

@@ -105,15 +105,17 @@ public static class Sources
             DType = dtype,
             Device = device,
             Hub = hub ?? HubOptions.FromEnvironment(),
-            DownloadProgress = progress?.Downloads() ?? (log is null ? null : DownloadLog(log)),
+            DownloadProgress = log is null ? null : DownloadLog(log),
         };
-        return LoadAsync();
+        return progress is null ? HookedLlava.FromPretrainedAsync(pathOrRepoId, options, ct) : LoadAsync(progress);
 
-        async Task<HookedLlava> LoadAsync()
+        async Task<HookedLlava> LoadAsync(CliProgress progress)
         {
-            // One phase for the whole load: its total (every weight tensor) is known from the first report.
-            using var phase = progress?.Begin("loading weights");
-            var load = options with { LoadProgress = phase?.As<LlavaInterp.Loading.WeightLoadProgress>(p => (p.Loaded, p.Total)) };
+            // One phase for the whole load (its total, every weight tensor, comes with the first report); downloads,
+            // which come first, are phases of their own.
+            using var downloads = progress.Downloads();
+            using var phase = progress.Begin("loading weights");
+            var load = options with { DownloadProgress = downloads, LoadProgress = phase.As<LlavaInterp.Loading.WeightLoadProgress>(p => (p.Loaded, p.Total)) };
             return await HookedLlava.FromPretrainedAsync(pathOrRepoId, load, ct).ConfigureAwait(false);
         }
     }
@@ -140,9 +142,10 @@ public static class Sources
     {
         ArgumentNullException.ThrowIfNull(spec);
         SaeLocation location;
+        using var downloads = progress?.Downloads();
         try
         {
-            location = await SparseAutoencoder.LocateAsync(spec, hub: hub, progress: progress?.Downloads() ?? (log is null ? null : DownloadLog(log)), cancellationToken: ct).ConfigureAwait(false);
+            location = await SparseAutoencoder.LocateAsync(spec, hub: hub, progress: (IProgress<HubDownloadProgress>?)downloads ?? (log is null ? null : DownloadLog(log)), cancellationToken: ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is ArgumentException or FileNotFoundException)
         {

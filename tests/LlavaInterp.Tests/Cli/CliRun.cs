@@ -27,9 +27,12 @@ public sealed record CliResult(int Code, string Stdout, string Stderr)
 /// <summary>Runs <c>llava-interp</c> (or a sample) in-process with captured output, and the fixture's inputs.</summary>
 public static class CliRun
 {
-    /// <summary>Whether a line is one of CliProgress's plain lines: <c>label: 25|50|75|100% (done/total)</c>, maybe with details.</summary>
+    /// <summary>
+    /// Whether a line is one of CliProgress's plain lines: <c>label: 25|50|75|100% (done/total)</c>, maybe with details,
+    /// or <c>label ...</c> for work of unknown size.
+    /// </summary>
     public static bool IsProgressLine(string line) =>
-        System.Text.RegularExpressions.Regex.IsMatch(line, @"^[^:]+: (25|50|75|100)% \(\d+/\d+\)(  .*)?$");
+        System.Text.RegularExpressions.Regex.IsMatch(line, @"^([^:]+: (25|50|75|100)% \(\d+/\d+\)(  .*)?|[^:]+ \.\.\.)$");
 
     /// <summary>Runs <c>llava-interp</c> with these arguments.</summary>
     public static Task<CliResult> Llava(params string[] args) => Capture((o, e) => CliApp.RunAsync(args, o, e, CancellationToken.None));

@@ -1,3 +1,4 @@
+using LlavaInterp.Hub;
 using LlavaInterp.Samples;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
@@ -88,19 +89,74 @@ public sealed class DeviceAndProgressTests
     }
 
     [Fact]
-    public void PlainProgressPrintsOnlyTheHighestQuarterOfAJumpAndNothingForAnUnknownTotal()
+    public void PlainProgressPrintsOnlyTheHighestQuarterOfAJumpAndOneLineForAnUnknownTotal()
     {
         using var stderr = new StringWriter();
         var progress = new CliProgress(stderr, live: false);
         using (var phase = progress.Begin("x"))
         {
             phase.Report(1, 0);
+            phase.Report(2, 0);
             phase.Report(1, 10);
             phase.Report(10, 10, "loss 0.5");
             phase.Report(10, 10);
         }
 
-        Assert.Equal("x: 100% (10/10)  loss 0.5", stderr.ToString().Trim());
+        Assert.Equal(["x ...", "x: 100% (10/10)  loss 0.5"], stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
+
+    [Fact]
+    public void DownloadsArePhasesPerFileAndAnUnknownSizeIsOneLine()
+    {
+        using var stderr = new StringWriter();
+        var progress = new CliProgress(stderr, live: false);
+        using (var downloads = progress.Downloads())
+        {
+            downloads.Report(new HubDownloadProgress("model.safetensors", 0, 4_000_000));
+            downloads.Report(new HubDownloadProgress("config.json", 10, null));
+            downloads.Report(new HubDownloadProgress("model.safetensors", 2_000_000, 4_000_000));
+            downloads.Report(new HubDownloadProgress("config.json", 20, null));
+            downloads.Report(new HubDownloadProgress("model.safetensors", 4_000_000, 4_000_000));
+
+            // A completed file's phase is over: a repeated last report prints nothing.
+            downloads.Report(new HubDownloadProgress("model.safetensors", 4_000_000, 4_000_000));
+        }
+
+        Assert.Equal(
+            [
+                "downloading config.json ...",
+                "downloading model.safetensors (4.0 MB): 50% (2000000/4000000)",
+                "downloading model.safetensors (4.0 MB): 100% (4000000/4000000)",
+            ],
+            stderr.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
+
+    [Fact]
+    public void LivePhasesShareOneDisplayAndEndIt()
+    {
+        // Nested phases (a download during "loading weights") must not start a second Spectre live display, which
+        // Spectre refuses; and once all are over, a new phase starts a new display.
+        using var stderr = new StringWriter();
+        var progress = new CliProgress(stderr, live: true);
+        Assert.True(progress.IsLive);
+        using (var outer = progress.Begin("loading weights"))
+        {
+            using (var inner = progress.Begin("downloading x"))
+            {
+                inner.Report(1, 2);
+                inner.Report(2, 2);
+            }
+
+            outer.Report(3, 3, "done");
+        }
+
+        using (var again = progress.Begin("encoding images"))
+        {
+            again.Report(1, 1);
+        }
+
+        Assert.Contains("loading weights", stderr.ToString(), StringComparison.Ordinal);
+        Assert.Contains("encoding images", stderr.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]
