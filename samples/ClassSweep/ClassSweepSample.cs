@@ -72,7 +72,7 @@ public static class ClassSweepSample
             Directory.CreateDirectory(stateDir);
 
             // 1. One tally per class (skipped when already saved by an earlier run).
-            var progress = new ProgressBar<(int Done, string Label)>(stderr, p => (p.Done, classes.Count, p.Label), enabled: ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
+            using var progress = CliProgress.For(stderr).Begin("classes");
             int skipped = 0;
             for (int i = 0; i < classes.Count; i++)
             {
@@ -82,16 +82,18 @@ public static class ClassSweepSample
                 {
                     CheckSaved(state, cls, settings);
                     skipped++;
-                    progress.Report((i + 1, cls.Name + " (done before)"));
+                    progress.Report(i + 1, classes.Count, cls.Name + " (done before)");
                     continue;
                 }
 
-                progress.Report((i, cls.Name));
+                progress.Report(i, classes.Count, cls.Name);
                 using var tally = analyzer.Tally(cls.Images, prompt, positions, aggregation, cancellationToken: ct);
 
                 Save(state, cls, settings, tally);
-                progress.Report((i + 1, cls.Name));
+                progress.Report(i + 1, classes.Count, cls.Name);
             }
+
+            progress.Dispose();
 
             stdout.WriteLine($"{classes.Count} classes: {classes.Count - skipped} analysed, {skipped} already done in {stateDir}.");
 

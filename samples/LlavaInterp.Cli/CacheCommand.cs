@@ -13,7 +13,8 @@ public static class CacheCommand
     /// <summary>The command's help.</summary>
     public const string Help = """
         usage: llava-interp cache --model PATH|REPO [--image FILE ...] --prompt TEXT [--raw] [--hooks GLOB ...]
-                                  [--stop-at-layer N] [--dtype float32|bfloat16|float16] --out FILE.safetensors
+                                  [--stop-at-layer N] [--dtype float32|bfloat16|float16]
+                                  [--device cpu|cuda|cuda:N] --out FILE.safetensors
 
         Runs the prompt once and writes a safetensors file with
           input_ids   int64 [pos]           the prompt's token ids (images expanded to their image tokens)
@@ -34,7 +35,7 @@ public static class CacheCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string> { "image", "hooks" }, new HashSet<string> { "model", "prompt", "out", "stop-at-layer", "dtype" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw" }, new HashSet<string> { "image", "hooks" }, new HashSet<string> { "model", "prompt", "out", "stop-at-layer", "dtype", "device" });
         string modelPath = a.Required("model");
         string prompt = a.Required("prompt");
         string outPath = a.Required("out");
@@ -43,6 +44,7 @@ public static class CacheCommand
         var hookPatterns = a.All("hooks");
         int? stopAtLayer = a.Int("stop-at-layer");
         var dtype = Sources.ParseDType(a.Optional("dtype"));
+        var device = Sources.ParseDevice(a.Optional("device"));
 
         CommandInputs.ExistingImages(images);
         CommandInputs.OutputFile(outPath, "--out");
@@ -53,7 +55,7 @@ public static class CacheCommand
 
         // Checked before the model loads: an empty pattern is wrong whatever the model.
         _ = HookGlob.Patterns(hookPatterns);
-        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct).ConfigureAwait(false);
+        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct, device: device, progress: CliProgress.For(stderr)).ConfigureAwait(false);
         int layers = model.Config.TextConfig.NumHiddenLayers;
         if (stopAtLayer > layers)
         {

@@ -1,3 +1,5 @@
+using System.Globalization;
+using LlavaInterp.Analysis;
 using LlavaInterp.Samples;
 
 namespace LlavaInterp.Cli;
@@ -39,6 +41,58 @@ internal static class CommandInputs
         }
 
         return path;
+    }
+
+    /// <summary>The option names of <see cref="HeatmapStyle(CliArgs)"/>.</summary>
+    public static readonly string[] HeatmapOptions = ["colormap", "range"];
+
+    /// <summary>
+    /// The heatmap's look from <c>--colormap jet|viridis|hot|gray</c> (default jet) and <c>--range MIN:MAX</c> (the values
+    /// drawn as the scale's ends; either side may be left empty for the map's own minimum or maximum).
+    /// </summary>
+    public static HeatmapStyle HeatmapStyle(CliArgs a)
+    {
+        var colormap = a.Optional("colormap") switch
+        {
+            null or "jet" => Colormap.Jet,
+            "viridis" => Colormap.Viridis,
+            "hot" => Colormap.Hot,
+            "gray" => Colormap.Gray,
+            var other => throw new CliUsageException($"--colormap must be jet, viridis, hot or gray, got '{other}'."),
+        };
+        var style = new HeatmapStyle { Colormap = colormap };
+        if (a.Optional("range") is not { } range)
+        {
+            return style;
+        }
+
+        // Exactly one colon; a minus belongs to its number, so "-2:-1" is -2 to -1.
+        string[] parts = range.Split(':');
+        if (parts.Length != 2)
+        {
+            throw new CliUsageException($"--range expects MIN:MAX (e.g. 0:50, or 0: for a fixed minimum only), got '{range}'.");
+        }
+
+        double? min = End(parts[0], range);
+        double? max = End(parts[1], range);
+        if (min is double lo && max is double hi && !(lo < hi))
+        {
+            throw new CliUsageException($"--range needs MIN below MAX, got '{range}'.");
+        }
+
+        return style with { Min = min, Max = max };
+    }
+
+    private static double? End(string text, string range)
+    {
+        if (text.Length == 0)
+        {
+            return null;
+        }
+
+        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v)
+            ? v
+            : throw new CliUsageException($"--range expects MIN:MAX with finite numbers, got '{range}'.");
     }
 
     /// <summary>A value that must be at least <paramref name="min"/>.</summary>

@@ -17,6 +17,8 @@ public static class DemoCommand
     public const string Help = """
         usage: llava-interp demo [--model PATH|REPO] [--sae PATH|RELEASE/ID] [--out DIR] [--image FILE ...]
                                  [--feature F] [--alpha A] [--max-new-tokens N] [--explanations FILE|URL]
+                                 [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
+                                 [--colormap jet|viridis|hot|gray] [--range MIN:MAX]
 
         Without options it runs offline on tiny-llava-gemma, a tiny random-weight test model shipped with the repo
         (its outputs are not meaningful text). --model Intel/llava-gemma-2b --sae gemma-2b-res-jb/blocks.12.hook_resid_post
@@ -25,6 +27,8 @@ public static class DemoCommand
         --image FILE    images to analyse (default: the shipped demo images)
         --feature F     the feature to draw and to steer with (default: the first image's top feature for the heatmap,
                         the top feature at the last prompt token for steering)
+        --colormap      the heatmap's colour scale (default jet)
+        --range MIN:MAX the values drawn as the scale's ends (default: the map's own; either side may be empty)
         --alpha A       steering strength (default -4: subtract 4 × the feature's decoder direction at every position)
         """;
 
@@ -37,7 +41,7 @@ public static class DemoCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "out", "feature", "alpha", "max-new-tokens", "explanations" });
+        var a = CliArgs.Parse(args, new HashSet<string>(), new HashSet<string> { "image" }, new HashSet<string>(["model", "sae", "out", "feature", "alpha", "max-new-tokens", "explanations", "dtype", "device", .. CommandInputs.HeatmapOptions]));
         string? modelArg = a.Optional("model");
         string? saeArg = a.Optional("sae");
         string outDir = a.Optional("out") ?? Path.Combine("out", "demo");
@@ -46,6 +50,9 @@ public static class DemoCommand
         double alpha = a.Double("alpha") ?? -4.0;
         int maxNew = CommandInputs.AtLeast(a.Int("max-new-tokens"), 12, 1, "--max-new-tokens");
         string? explanationsSpec = a.Optional("explanations");
+        var dtype = Sources.ParseDType(a.Optional("dtype"));
+        var device = Sources.ParseDevice(a.Optional("device"));
+        var style = CommandInputs.HeatmapStyle(a);
 
         // Only one of --model/--sae given for a real checkpoint: the other is the research's counterpart.
         var (modelPath, saePath) = TinyModel.Choose(modelArg, saeArg);
@@ -64,8 +71,9 @@ public static class DemoCommand
         }
 
         stdout.WriteLine();
-        using var model = await Sources.LoadModelAsync(modelPath, TorchSharp.torch.ScalarType.Float32, stderr, ct).ConfigureAwait(false);
-        using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct).ConfigureAwait(false);
+        var progress = CliProgress.For(stderr);
+        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
+        using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
         var explanations = await Sources.LoadExplanationsAsync(explanationsSpec ?? (TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null), sae, stderr, ct).ConfigureAwait(false);
         var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));
         stdout.WriteLine($"model: {modelPath}");
@@ -100,7 +108,7 @@ public static class DemoCommand
 
         Directory.CreateDirectory(outDir);
         string heatmap = Path.Combine(outDir, $"heatmap_{Path.GetFileNameWithoutExtension(imageList[0])}_feature_{f}.png");
-        first.RenderHeatmap(f, heatmap, title: analyzer.HeatmapTitle(f));
+        first.RenderHeatmap(f, heatmap, title: analyzer.HeatmapTitle(f), style: style);
         string description = analyzer.Describe(f) is { } d ? $" ({d})" : string.Empty;
         stdout.WriteLine($"2. Where feature {f}{description} fires on {Path.GetFileName(imageList[0])}: {heatmap}");
         stdout.WriteLine();

@@ -16,7 +16,7 @@ public static class FeaturesCommand
                                      (--image FILE ... | --image-dir DIR [--per-class N]) [--prompt TEXT] [--raw]
                                      [--top-k K] [--positions image|last|all|INDEX] [--aggregate sum|mean|max]
                                      [--exclude-dense FRACTION] [--heatmap OUT.png --feature F] [--json]
-                                     [--dtype float32|bfloat16|float16]
+                                     [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
 
         Runs the model up to the SAE's layer for each image with the prompt (default "Describe the image."), encodes the
         activation at the SAE's hook point and ranks features by their activation aggregated over --positions
@@ -28,6 +28,8 @@ public static class FeaturesCommand
         --explanations      a Neuronpedia export (file or URL); default: explanations_{model}_{source}.json next to the SAE,
                             or Neuronpedia's export for a release SAE
         --heatmap OUT.png --feature F   draw feature F's activation over the image's patches (one image only)
+        [--colormap jet|viridis|hot|gray] [--range MIN:MAX]   the heatmap's colour scale (default jet) and the values
+                            drawn as its ends (default: the map's own minimum and maximum; either side may be empty)
         """;
 
     /// <summary>Runs the command.</summary>
@@ -39,7 +41,7 @@ public static class FeaturesCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" }, new HashSet<string> { "model", "sae", "explanations", "image-dir", "per-class", "prompt", "top-k", "positions", "aggregate", "exclude-dense", "heatmap", "feature", "dtype" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" }, new HashSet<string>(["model", "sae", "explanations", "image-dir", "per-class", "prompt", "top-k", "positions", "aggregate", "exclude-dense", "heatmap", "feature", "dtype", "device", .. CommandInputs.HeatmapOptions]));
         string modelPath = a.Required("model");
         string saePath = a.Required("sae");
         string? explanationsSpec = a.Optional("explanations");
@@ -56,6 +58,8 @@ public static class FeaturesCommand
         int? heatmapFeature = a.Int("feature");
         bool json = a.Flag("json");
         var dtype = Sources.ParseDType(a.Optional("dtype"));
+        var device = Sources.ParseDevice(a.Optional("device"));
+        var style = CommandInputs.HeatmapStyle(a);
 
         if ((images.Count > 0) == (imageDir is not null))
         {
@@ -75,6 +79,11 @@ public static class FeaturesCommand
         if ((heatmap is null) != (heatmapFeature is null))
         {
             throw new CliUsageException("--heatmap OUT.png and --feature F go together.");
+        }
+
+        if (heatmap is null && CommandInputs.HeatmapOptions.FirstOrDefault(o => a.Optional(o) is not null) is { } styleOption)
+        {
+            throw new CliUsageException($"--{styleOption} styles the heatmap: it needs --heatmap OUT.png --feature F.");
         }
 
         // One entry per image, or per class of an ImageNet-style folder.
@@ -114,8 +123,9 @@ public static class FeaturesCommand
             CommandInputs.OutputFile(heatmap, "--heatmap");
         }
 
-        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct).ConfigureAwait(false);
-        using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct).ConfigureAwait(false);
+        var progress = CliProgress.For(stderr);
+        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
+        using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
         var explanations = await Sources.LoadExplanationsAsync(explanationsSpec, sae, stderr, ct).ConfigureAwait(false);
         var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));
         if (heatmapFeature is int hf && (hf < 0 || hf >= sae.Sae.DSae))
@@ -124,8 +134,17 @@ public static class FeaturesCommand
         }
 
         // Every image once: the tallies and rankings in the library, the heatmap drawn from the one image's activations.
-        var ranking = analyzer.RankEntries(entries, byClass, prompt, positions, aggregation, topK, excludeDense, raw, cancellationToken: ct,
-            onEncoded: heatmap is null ? null : (_, features) => features.RenderHeatmap(heatmapFeature!.Value, heatmap, title: analyzer.HeatmapTitle(heatmapFeature!.Value)));
+        // The library reports per entry (a class's images); the phase counts every image of the run.
+        int totalImages = entries.Sum(e => e.Images.Count);
+        int encoded = 0;
+        FeatureRanking ranking;
+        using (var phase = progress.Begin("encoding images"))
+        {
+            ranking = analyzer.RankEntries(entries, byClass, prompt, positions, aggregation, topK, excludeDense, raw,
+                progress: phase.As<FeatureSweepProgress>(_ => (Interlocked.Increment(ref encoded), totalImages)), cancellationToken: ct,
+                onEncoded: heatmap is null ? null : (_, features) => features.RenderHeatmap(heatmapFeature!.Value, heatmap, title: analyzer.HeatmapTitle(heatmapFeature!.Value), style: style));
+        }
+
         var results = ranking.Results;
         var dense = ranking.Dense;
         if (json)

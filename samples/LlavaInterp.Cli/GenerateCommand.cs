@@ -16,6 +16,7 @@ public static class GenerateCommand
                                      [--greedy | --temperature T [--top-p P] [--top-k K] [--seed S]] [--json]
                                      [--sae PATH|RELEASE/ID (--steer F=ALPHA | --clamp F=VALUE | --ablate F) ...
                                       [--positions all|image|generated]] [--dtype float32|bfloat16|float16]
+                                     [--device cpu|cuda|cuda:N]
 
         Prints the generated text (new tokens only), or with --json {"prompt_tokens":[…],"tokens":[…],"text":"…"}.
         Greedy by default; --temperature/--top-p/--top-k sample (--seed makes it reproducible). Stops at <eos>/<end_of_turn>.
@@ -35,7 +36,7 @@ public static class GenerateCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "greedy", "json" }, new HashSet<string> { "image", "steer", "clamp", "ablate" }, new HashSet<string> { "model", "prompt", "sae", "positions", "dtype", "max-new-tokens", "temperature", "top-p", "top-k", "seed" });
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "greedy", "json" }, new HashSet<string> { "image", "steer", "clamp", "ablate" }, new HashSet<string> { "model", "prompt", "sae", "positions", "dtype", "device", "max-new-tokens", "temperature", "top-p", "top-k", "seed" });
         string modelPath = a.Required("model");
         string prompt = a.Required("prompt");
         var images = a.All("image");
@@ -46,6 +47,7 @@ public static class GenerateCommand
         var edits = SteeringEdits.Parse(a.All("steer"), a.All("clamp"), a.All("ablate"));
         string? positions = a.Optional("positions");
         var dtype = Sources.ParseDType(a.Optional("dtype"));
+        var device = Sources.ParseDevice(a.Optional("device"));
 
         if (saePath is null && (!edits.IsEmpty || positions is not null))
         {
@@ -63,8 +65,9 @@ public static class GenerateCommand
         }
 
         CommandInputs.ExistingImages(images);
-        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct).ConfigureAwait(false);
-        using var sae = saePath is null ? null : await Sources.LoadSaeAsync(saePath, null, stderr, ct).ConfigureAwait(false);
+        var progress = CliProgress.For(stderr);
+        using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
+        using var sae = saePath is null ? null : await Sources.LoadSaeAsync(saePath, null, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
         using var prepared = Sources.ProcessorOf(model).Prepare(prompt, images, raw);
 
         var hooks = new List<HookSpec>();

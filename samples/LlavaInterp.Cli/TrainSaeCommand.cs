@@ -18,7 +18,7 @@ public static class TrainSaeCommand
                                       [--lr 1e-4] [--lr-warm-up N] [--l1-warm-up N] [--batch 4096] [--epochs 1]
                                       [--tokens image|text|both] [--image-share X] [--buffer ROWS] [--shards FOLDER]
                                       [--compute-dtype float32|bfloat16] [--seed N] [--checkpoint-every N] [--resume]
-                                      [--resample-every N]
+                                      [--resample-every N] [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
 
         Runs every prompt on every image of --images (one image per prompt, the image placed first), keeps the
         activations of --hook at the chosen positions (stopping after the hook's block), writes them as safetensors
@@ -28,6 +28,8 @@ public static class TrainSaeCommand
         continues from it). Progress is printed to stderr; the final metrics (MSE, explained variance, L0, dead
         features) to stdout. Defaults follow the research run: ReLU, Adam lr 1e-4, 8x expansion, gradient clipping at 1.
         --resample-every N re-initializes dead features every N steps from badly reconstructed inputs (off by default).
+        --dtype is the model's parameter dtype while collecting (--compute-dtype is the SAE's); --device holds the model,
+        the SAE being trained and its evaluation.
         """;
 
     private static readonly string[] ImageExtensions = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"];
@@ -44,7 +46,7 @@ public static class TrainSaeCommand
         var a = CliArgs.Parse(args, new HashSet<string> { "resume" }, new HashSet<string> { "prompt" }, new HashSet<string>
         {
             "hook", "out", "from-shards", "model", "images", "architecture", "expansion", "k", "l1", "l0", "lr", "lr-warm-up", "l1-warm-up",
-            "batch", "epochs", "buffer", "checkpoint-every", "tokens", "image-share", "compute-dtype", "seed", "shards", "resample-every",
+            "batch", "epochs", "buffer", "checkpoint-every", "tokens", "image-share", "compute-dtype", "seed", "shards", "resample-every", "dtype", "device",
         });
         string hook = a.Required("hook");
         string outDir = a.Required("out");
@@ -83,6 +85,9 @@ public static class TrainSaeCommand
         long seed = a.Int("seed") ?? 42;
         bool resume = a.Flag("resume");
         string shards = a.Optional("shards") ?? Path.Combine(outDir, "activations");
+        var dtype = Sources.ParseDType(a.Optional("dtype"));
+        var device = Sources.ParseDevice(a.Optional("device"));
+        var progress = CliProgress.For(stderr);
 
         if (imageShare is double s && !(s > 0 && s < 1))
         {
@@ -112,27 +117,36 @@ public static class TrainSaeCommand
                 throw new CliUsageException($"--images folder '{imageDir}' holds no images.");
             }
 
-            using var model = await Sources.LoadModelAsync(modelPath, TorchSharp.torch.ScalarType.Float32, stderr, ct).ConfigureAwait(false);
+            using var model = await Sources.LoadModelAsync(modelPath, dtype, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
             if (!model.HookNames.Contains(hook))
             {
                 throw new CliUsageException($"--hook '{hook}' is not a hook point of the model.");
             }
 
             var processor = Sources.ProcessorOf(model);
+            int runs = images.Count * prompts.Count;
+            using var collecting = progress.Begin("collecting activations");
             IEnumerable<LlavaPrompt> Prepared()
             {
+                int done = 0;
                 foreach (var image in images)
                 {
                     foreach (var p in prompts)
                     {
                         using var prepared = processor.Prepare(p, [image]);
                         yield return prepared;
+
+                        // Back here, the consumer has run this prompt through the model.
+                        collecting.Report(++done, runs);
                     }
                 }
             }
 
             var source = new LlavaActivationSource(model, hook) { Tokens = tokens, ImageShare = imageShare, Seed = seed };
             long rows = ActivationStore.WriteShards(source.Activations(Prepared(), ct), shards, rowsPerShard: Math.Max(batch, 65536), hookName: hook, cancellationToken: ct);
+
+            // The live bar ends before the summary line, which would otherwise be drawn over.
+            collecting.Dispose();
             stderr.WriteLine($"collected {rows} activations of {hook} from {images.Count} images x {prompts.Count} prompts into {shards}");
         }
 
@@ -164,7 +178,7 @@ public static class TrainSaeCommand
             Seed = seed,
         };
         string checkpoint = Path.Combine(outDir, "checkpoint");
-        using var trainer = resume && File.Exists(Path.Combine(checkpoint, SaeTrainer.StateFileName)) ? SaeTrainer.Resume(checkpoint) : new SaeTrainer(options);
+        using var trainer = resume && File.Exists(Path.Combine(checkpoint, SaeTrainer.StateFileName)) ? SaeTrainer.Resume(checkpoint, device) : new SaeTrainer(options, device);
         long skip = trainer.Tokens;
         IEnumerable<TorchSharp.torch.Tensor> Batches()
         {
@@ -185,12 +199,18 @@ public static class TrainSaeCommand
             }
         }
 
-        var progress = new ProgressLine(stderr);
-        var last = trainer.Train(Batches(), checkpointFolder: checkpoint, checkpointEverySteps: checkpointEvery, progress: progress, cancellationToken: ct);
+        // Progress in activations trained on: every shard row once per epoch (the shuffle's last batch may be short, none is dropped).
+        long totalTokens = ShardRows(shards) * epochs;
+        TrainingProgress? last;
+        using (var training = progress.Begin("training SAE"))
+        {
+            last = trainer.Train(Batches(), checkpointFolder: checkpoint, checkpointEverySteps: checkpointEvery, progress: new TrainingLine(training, totalTokens), cancellationToken: ct);
+        }
+
         trainer.Save(outDir);
         trainer.SaveCheckpoint(checkpoint);
 
-        using var sae = SparseAutoencoder.Load(outDir);
+        using var sae = SparseAutoencoder.Load(outDir, new SaeLoadOptions { Device = device });
         var eval = SaeEvaluator.Evaluate(sae, DisposingEach(ActivationStore.ReadShards(shards)), ct);
         stdout.WriteLine($"trained {arch} SAE d_in {dIn} d_sae {options.DSae} on {hook}: {trainer.StepCount} steps, {trainer.Tokens} activations -> {outDir}");
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"mse {eval.Mse:G4}  explained variance {eval.ExplainedVariance:F4}  L0 {eval.L0:F2}  dead {eval.DeadFeatures}/{options.DSae}  final loss {last?.Loss ?? double.NaN:G4}"));
@@ -208,21 +228,21 @@ public static class TrainSaeCommand
         }
     }
 
-    /// <summary>Prints a metrics line every few steps (synchronously, so lines appear in order).</summary>
-    private sealed class ProgressLine(TextWriter stderr) : IProgress<TrainingProgress>
-    {
-        private DateTime _last = DateTime.MinValue;
-
-        public void Report(TrainingProgress p)
+    // The rows of every shard, read from the safetensors headers (no tensor data is loaded).
+    private static long ShardRows(string folder) =>
+        Directory.GetFiles(folder, ActivationStore.ShardPattern).Sum(path =>
         {
-            var now = DateTime.UtcNow;
-            if (p.Step != 1 && (now - _last).TotalSeconds < 2)
-            {
-                return;
-            }
+            using var file = TensorFiles.SafetensorsFile.Open(path);
+            return file.Contains(ActivationStore.ShardTensorName) ? file.GetEntry(ActivationStore.ShardTensorName).Shape[0] : 0;
+        });
 
-            _last = now;
-            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {p.Step}  tokens {p.Tokens}  loss {p.Loss:G4}  mse {p.MseLoss:G4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  dead {p.DeadFraction:P1}  lr {p.LearningRate:G3}"));
-        }
+    /// <summary>
+    /// Training progress in activations, with the step's main metrics next to the bar (and on each plain line), short
+    /// enough for an 80-column terminal; the full metrics of the result go to stdout at the end.
+    /// </summary>
+    private sealed class TrainingLine(ProgressPhase phase, long totalTokens) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress p) =>
+            phase.Report(p.Tokens, totalTokens, string.Create(CultureInfo.InvariantCulture, $"step {p.Step}  loss {p.Loss:G4}  L0 {p.L0:F1}  EV {p.ExplainedVariance:F3}  dead {p.DeadFraction:P0}"));
     }
 }

@@ -37,6 +37,49 @@ public static class Sources
     };
 
     /// <summary>
+    /// Parses a <c>--device</c> value: <c>cpu</c> (the default), <c>cuda</c> or <c>cuda:N</c>. A CUDA device that this
+    /// machine does not have is a usage error too, found here rather than deep inside the first tensor move.
+    /// </summary>
+    /// <param name="value">The option's value, or null for the CPU.</param>
+    /// <param name="cudaDevices">How many CUDA devices there are; null asks libtorch (tests pass a count).</param>
+    /// <exception cref="CliUsageException">Not cpu, cuda or cuda:N, or the device is not available.</exception>
+    public static torch.Device ParseDevice(string? value, int? cudaDevices = null)
+    {
+        if (value is null or "cpu")
+        {
+            return torch.CPU;
+        }
+
+        int index;
+        if (value == "cuda")
+        {
+            index = 0;
+        }
+        else if (value.StartsWith("cuda:", StringComparison.Ordinal)
+            && int.TryParse(value.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n))
+        {
+            index = n;
+        }
+        else
+        {
+            throw new CliUsageException($"--device must be cpu, cuda or cuda:N, got '{value}'.");
+        }
+
+        int count = cudaDevices ?? (torch.cuda.is_available() ? torch.cuda.device_count() : 0);
+        if (count == 0)
+        {
+            throw new CliUsageException($"--device {value}: CUDA is not available here (no GPU, or a CPU-only libtorch); use --device cpu.");
+        }
+
+        if (index >= count)
+        {
+            throw new CliUsageException($"--device {value}: this machine has {count} CUDA device{(count == 1 ? string.Empty : "s")} (cuda:0..cuda:{count - 1}).");
+        }
+
+        return new torch.Device(DeviceType.CUDA, index);
+    }
+
+    /// <summary>
     /// Loads a model from a local folder or a Hugging Face repo id (downloaded into the hub cache;
     /// <c>HF_HUB_OFFLINE</c>, <c>HF_HOME</c>, <c>HF_TOKEN</c> are honoured).
     /// </summary>
@@ -46,7 +89,9 @@ public static class Sources
     /// <param name="log">Receives one line per downloaded file.</param>
     /// <param name="ct">Cancels loading.</param>
     /// <param name="hub">Hub settings; null reads them from the environment.</param>
-    public static Task<HookedLlava> LoadModelAsync(string pathOrRepoId, torch.ScalarType dtype, TextWriter? log, CancellationToken ct, HubOptions? hub = null)
+    /// <param name="device">Where the weights go; null is the CPU.</param>
+    /// <param name="progress">Shows downloads and weight loading; null prints only the download lines to <paramref name="log"/>.</param>
+    public static Task<HookedLlava> LoadModelAsync(string pathOrRepoId, torch.ScalarType dtype, TextWriter? log, CancellationToken ct, HubOptions? hub = null, torch.Device? device = null, CliProgress? progress = null)
     {
         if (!Directory.Exists(pathOrRepoId) && !HubClient.LooksLikeRepoId(pathOrRepoId))
         {
@@ -58,10 +103,21 @@ public static class Sources
         var options = new LlavaLoadOptions
         {
             DType = dtype,
+            Device = device,
             Hub = hub ?? HubOptions.FromEnvironment(),
             DownloadProgress = log is null ? null : DownloadLog(log),
         };
-        return HookedLlava.FromPretrainedAsync(pathOrRepoId, options, ct);
+        return progress is null ? HookedLlava.FromPretrainedAsync(pathOrRepoId, options, ct) : LoadAsync(progress);
+
+        async Task<HookedLlava> LoadAsync(CliProgress progress)
+        {
+            // One phase for the whole load (its total, every weight tensor, comes with the first report); downloads,
+            // which come first, are phases of their own.
+            using var downloads = progress.Downloads();
+            using var phase = progress.Begin("loading weights");
+            var load = options with { DownloadProgress = downloads, LoadProgress = phase.As<LlavaInterp.Loading.WeightLoadProgress>(p => (p.Loaded, p.Total)) };
+            return await HookedLlava.FromPretrainedAsync(pathOrRepoId, load, ct).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The model's processor (tokenizer + image processor).</summary>
@@ -80,20 +136,23 @@ public static class Sources
     /// <param name="log">Receives one line per downloaded file.</param>
     /// <param name="ct">Cancels downloads.</param>
     /// <param name="hub">Hub settings; null reads them from the environment.</param>
-    public static async Task<LoadedSae> LoadSaeAsync(string spec, torch.ScalarType? dtype, TextWriter? log, CancellationToken ct, HubOptions? hub = null)
+    /// <param name="device">Where the SAE's weights go (the model's device, so that its activations need no copy); null is the CPU.</param>
+    /// <param name="progress">Shows downloads; null prints the download lines to <paramref name="log"/>.</param>
+    public static async Task<LoadedSae> LoadSaeAsync(string spec, torch.ScalarType? dtype, TextWriter? log, CancellationToken ct, HubOptions? hub = null, torch.Device? device = null, CliProgress? progress = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         SaeLocation location;
+        using var downloads = progress?.Downloads();
         try
         {
-            location = await SparseAutoencoder.LocateAsync(spec, hub: hub, progress: log is null ? null : DownloadLog(log), cancellationToken: ct).ConfigureAwait(false);
+            location = await SparseAutoencoder.LocateAsync(spec, hub: hub, progress: (IProgress<HubDownloadProgress>?)downloads ?? (log is null ? null : DownloadLog(log)), cancellationToken: ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is ArgumentException or FileNotFoundException)
         {
             throw new CliUsageException($"--sae: {ex.Message}");
         }
 
-        var load = new SaeLoadOptions { DType = dtype };
+        var load = new SaeLoadOptions { DType = dtype, Device = device };
         if (location.Release is not null)
         {
             load = load with { Release = location.Release, SaeId = location.SaeId };

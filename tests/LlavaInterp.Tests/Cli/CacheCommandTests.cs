@@ -15,7 +15,7 @@ public sealed class CacheCommandTests(ITestOutputHelper output)
         string outFile = dir.File("acts.safetensors");
         var run = (await CliRun.Llava(
             "cache", "--model", Fixture.ModelDir, "--image", Fixture.Image("gradient_rgb"), "--prompt", CliRun.RenderedImagePrompt, "--raw",
-            "--hooks", "blocks.2.hook_resid_post", "hook_image_features", "--out", outFile)).Succeeded();
+            "--hooks", "blocks.2.hook_resid_post", "hook_image_features", "--device", "cpu", "--out", outFile)).Succeeded();
         Assert.Contains("blocks.2.hook_resid_post", run.Stdout, StringComparison.Ordinal);
         Assert.Equal(["acts.safetensors"], CliRun.FilesUnder(dir.Path));
 

@@ -10,6 +10,12 @@ public sealed record CliResult(int Code, string Stdout, string Stderr)
     /// <summary>The non-empty stderr lines.</summary>
     public IReadOnlyList<string> ErrorLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
+    /// <summary>The stderr lines that are not plain progress lines (<c>loading weights: 50% (3/6)</c>): the messages.</summary>
+    public IReadOnlyList<string> MessageLines => ErrorLines.Where(l => !CliRun.IsProgressLine(l)).ToList();
+
+    /// <summary>The plain progress lines on stderr.</summary>
+    public IReadOnlyList<string> ProgressLines => ErrorLines.Where(CliRun.IsProgressLine).ToList();
+
     /// <summary>Fails with both streams when the run did not succeed.</summary>
     public CliResult Succeeded()
     {
@@ -21,6 +27,13 @@ public sealed record CliResult(int Code, string Stdout, string Stderr)
 /// <summary>Runs <c>llava-interp</c> (or a sample) in-process with captured output, and the fixture's inputs.</summary>
 public static class CliRun
 {
+    /// <summary>
+    /// Whether a line is one of CliProgress's plain lines: <c>label: 25|50|75|100% (done/total)</c>, maybe with details,
+    /// or <c>label ...</c> for work of unknown size.
+    /// </summary>
+    public static bool IsProgressLine(string line) =>
+        System.Text.RegularExpressions.Regex.IsMatch(line, @"^([^:]+: (25|50|75|100)% \(\d+/\d+\)(  .*)?|[^:]+ \.\.\.)$");
+
     /// <summary>Runs <c>llava-interp</c> with these arguments.</summary>
     public static Task<CliResult> Llava(params string[] args) => Capture((o, e) => CliApp.RunAsync(args, o, e, CancellationToken.None));
 

@@ -14,7 +14,11 @@ public sealed class TrainSaeCommandTests
             "train-sae", "--model", Fixture.ModelDir, "--images", Path.GetDirectoryName(Fixture.Image("gray_l"))!, "--prompt", "Describe the image.",
             "--hook", "blocks.1.hook_resid_post", "--batch", "32", "--epochs", "3", "--lr", "5e-3", "--l1", "1", "--out", outDir)).Succeeded();
         Assert.Contains("explained variance", run.Stdout, StringComparison.Ordinal);
-        Assert.Contains("step 1 ", run.Stderr, StringComparison.Ordinal);
+        // Redirected stderr: a few plain progress lines per phase, the last one with the final step's metrics.
+        Assert.Contains(run.ProgressLines, l => l.StartsWith("collecting activations: 100% (", StringComparison.Ordinal));
+        Assert.Contains(run.ProgressLines, l => l.StartsWith("training SAE: 100% (", StringComparison.Ordinal) && l.Contains("  step ", StringComparison.Ordinal) && l.Contains("loss ", StringComparison.Ordinal));
+        Assert.InRange(run.ProgressLines.Count(l => l.StartsWith("training SAE", StringComparison.Ordinal)), 1, 4);
+        Assert.DoesNotContain(run.Stdout.Split('\n'), l => CliRun.IsProgressLine(l.Trim()));
         using (var sae = SparseAutoencoder.Load(outDir))
         {
             Assert.Equal("blocks.1.hook_resid_post", sae.HookName);

@@ -47,6 +47,7 @@ public sealed class ClassSweepTests
 
         var first = (await Sweep(images, output)).Succeeded();
         Assert.Contains("2 analysed, 0 already done", first.Stdout, StringComparison.Ordinal);
+        Assert.Equal(["classes: 50% (1/2)  cat", "classes: 100% (2/2)  dog"], first.ProgressLines);
         Assert.Equal(["classes/cat.safetensors", "classes/dog.safetensors", "features.csv", "features.md"], CliRun.FilesUnder(output));
         string csv = await File.ReadAllTextAsync(Path.Combine(output, "features.csv"));
         string md = await File.ReadAllTextAsync(Path.Combine(output, "features.md"));

@@ -2,6 +2,7 @@ using System.Text.Json;
 using LlavaInterp.Analysis;
 using LlavaInterp.Llava;
 using LlavaInterp.Sae;
+using LlavaInterp.Tests.Support;
 using Microsoft.CodeAnalysis.CSharp.Scripting;
 using Microsoft.CodeAnalysis.Scripting;
 
@@ -16,7 +17,7 @@ public sealed class NotebookTests
     [Fact]
     public async Task TheTourNotebookRunsOnTheTinyModel()
     {
-        var cells = CodeCells(Path.Combine(RepoRoot(), "samples", "notebooks", "llava-interp-tour.ipynb"));
+        var cells = CodeCells(Path.Combine(Repo.Root(), "samples", "notebooks", "llava-interp-tour.ipynb"));
         Assert.True(cells.Count >= 6, "the notebook lost its code cells");
         Assert.Contains(cells[0].Split('\n'), l => l.Trim() == "#r \"nuget: LlavaInterp\"");
 
@@ -58,16 +59,5 @@ public sealed class NotebookTests
             .Where(c => c.GetProperty("cell_type").GetString() == "code")
             .Select(c => string.Concat(c.GetProperty("source").EnumerateArray().Select(l => l.GetString())))
             .ToList();
-    }
-
-    private static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "LlavaInterp.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new DirectoryNotFoundException("LlavaInterp.sln not found above the test binaries.");
     }
 }
