@@ -16,7 +16,7 @@ public static class FeaturesCommand
                                      (--image FILE ... | --image-dir DIR [--per-class N]) [--prompt TEXT] [--raw]
                                      [--top-k K] [--positions image|last|all|INDEX] [--aggregate sum|mean|max]
                                      [--exclude-dense FRACTION] [--heatmap OUT.png --feature F] [--json]
-                                     [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
+                                     [--batch-size N] [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
 
         Runs the model up to the SAE's layer for each image with the prompt (default "Describe the image."), encodes the
         activation at the SAE's hook point and ranks features by their activation aggregated over --positions
@@ -24,6 +24,8 @@ public static class FeaturesCommand
         {"image": …, "features": [{"index": i, "activation": a, "description": "…"}, …]}.
         --image-dir DIR     every image in DIR; if DIR has class sub-folders (ImageNet layout), one result per class: the
                             mean of its images' aggregates over the first N images (--per-class N, default all)
+        --batch-size N      images per forward (default 1); the same prompt gives rows of equal length, so the
+                            features equal one image per run, faster at the cost of N times the activation memory
         --exclude-dense F   drop features active on more than a fraction F of the selected positions of all images of the run
         --explanations      a Neuronpedia export (file or URL); default: explanations_{model}_{source}.json next to the SAE,
                             or Neuronpedia's export for a release SAE
@@ -41,7 +43,7 @@ public static class FeaturesCommand
             return 0;
         }
 
-        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" }, new HashSet<string>(["model", "sae", "explanations", "image-dir", "per-class", "prompt", "top-k", "positions", "aggregate", "exclude-dense", "heatmap", "feature", "dtype", "device", .. CommandInputs.HeatmapOptions]));
+        var a = CliArgs.Parse(args, new HashSet<string> { "raw", "json" }, new HashSet<string> { "image" }, new HashSet<string>(["model", "sae", "explanations", "image-dir", "per-class", "prompt", "top-k", "positions", "aggregate", "exclude-dense", "heatmap", "feature", "dtype", "device", "batch-size", .. CommandInputs.HeatmapOptions]));
         string modelPath = a.Required("model");
         string saePath = a.Required("sae");
         string? explanationsSpec = a.Optional("explanations");
@@ -51,6 +53,7 @@ public static class FeaturesCommand
         string prompt = a.Optional("prompt") ?? DefaultPrompt;
         bool raw = a.Flag("raw");
         int topK = CommandInputs.AtLeast(a.Int("top-k"), 10, 1, "--top-k");
+        int batchSize = CommandInputs.AtLeast(a.Int("batch-size"), 1, 1, "--batch-size");
         var positions = CliArgs.Usage(() => PromptPositions.Parse(a.Optional("positions")));
         var aggregation = CliArgs.Usage(() => Aggregations.Parse(a.Optional("aggregate")));
         double? excludeDense = a.Double("exclude-dense");
@@ -128,6 +131,7 @@ public static class FeaturesCommand
         using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct, device: device, progress: progress).ConfigureAwait(false);
         var explanations = await Sources.LoadExplanationsAsync(explanationsSpec, sae, stderr, ct).ConfigureAwait(false);
         var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));
+        analyzer.BatchSize = batchSize;
         if (heatmapFeature is int hf && (hf < 0 || hf >= sae.Sae.DSae))
         {
             throw new CliUsageException($"--feature {hf} is out of range: the SAE has {sae.Sae.DSae} features.");

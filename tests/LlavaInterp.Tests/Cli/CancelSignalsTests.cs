@@ -82,6 +82,11 @@ public sealed class CancelSignalsTests
         {
             // Text on stdout means the handlers are registered and the run is under way.
             Assert.True(await process.StandardOutput.ReadAsync(buffer, timeout.Token) > 0, "no output before the signal");
+
+            // The program loaded the MKL shim before libtorch exactly where the library's rule says it should.
+            bool shimMapped = File.ReadAllText($"/proc/{process.Id}/maps").Contains(LlavaInterp.Native.NativeRuntime.MklShimFileName, StringComparison.Ordinal);
+            bool shimExpected = LlavaInterp.Native.NativeRuntime.WhyNotApplyMklShim(true, LlavaInterp.Native.NativeRuntime.CpuVendor(), Environment.GetEnvironmentVariable(LlavaInterp.Native.NativeRuntime.MklShimVariable)) is null;
+            Assert.Equal(shimExpected, shimMapped);
             using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
             {
                 await kill.WaitForExitAsync(timeout.Token);

@@ -39,6 +39,7 @@ public sealed class ErrorPathTests
         Assert.Contains("--colour", await FailsWithOneLine(2, dir, Cache(dir, "--colour", "red")), StringComparison.Ordinal);
         Assert.Contains("'frobnicate'", await FailsWithOneLine(2, dir, "frobnicate"), StringComparison.Ordinal);
         Assert.Contains("--top-k", await FailsWithOneLine(2, dir, "features", "--model", Fixture.ModelDir, "--sae", CliRun.SaeDir, "--image", Fixture.Image("gray_l"), "--top-k", "many"), StringComparison.Ordinal);
+        Assert.Contains("--batch-size", await FailsWithOneLine(2, dir, "features", "--model", Fixture.ModelDir, "--sae", CliRun.SaeDir, "--image", Fixture.Image("gray_l"), "--batch-size", "0"), StringComparison.Ordinal);
         Assert.Contains("--steer", await FailsWithOneLine(2, dir, "generate", "--model", Fixture.ModelDir, "--prompt", "hi", "--sae", CliRun.SaeDir, "--steer", "219"), StringComparison.Ordinal);
         Assert.Contains("--dtype", await FailsWithOneLine(2, dir, Cache(dir, "--dtype", "int8")), StringComparison.Ordinal);
         Assert.Contains("--greedy", await FailsWithOneLine(2, dir, "generate", "--model", Fixture.ModelDir, "--prompt", "hi", "--greedy", "--temperature", "0.7"), StringComparison.Ordinal);

@@ -115,8 +115,10 @@ public sealed class FeaturesCommandTests(ITestOutputHelper output)
         Assert.Equal(["map.png"], CliRun.FilesUnder(dir.Path));
     }
 
-    [Fact]
-    public async Task ClassFolderAveragesImagesAndExcludesDenseFeatures()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]   // each class's two images share one forward: the results are those of one image per run
+    public async Task ClassFolderAveragesImagesAndExcludesDenseFeatures(int batchSize)
     {
         using var dir = new TempDir();
         string root = Path.Combine(dir.Path, "classes");
@@ -133,7 +135,7 @@ public sealed class FeaturesCommandTests(ITestOutputHelper output)
         const double maxDensity = 0.3;
         var run = (await CliRun.Llava(
             "features", "--model", Fixture.ModelDir, "--sae", CliRun.SaeDir, "--image-dir", root, "--per-class", "2",
-            "--top-k", "4", "--exclude-dense", "0.3", "--json")).Succeeded();
+            "--top-k", "4", "--exclude-dense", "0.3", "--json", "--batch-size", batchSize.ToString(CultureInfo.InvariantCulture))).Succeeded();
         var results = ParseJsonLines(run.Stdout);
         Assert.Equal(["alpha", "beta"], results.Select(r => r.Class));
 
