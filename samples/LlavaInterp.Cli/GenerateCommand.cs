@@ -102,7 +102,7 @@ public static class GenerateCommand
             }
             else
             {
-                // Text appears as it is generated (the hooks above flow to the generation's worker thread).
+                // Text appears as it is generated; the hooks above stay active for every step (each runs in this async flow).
                 await foreach (string piece in model.GenerateStreamAsync(prepared, options, ct).ConfigureAwait(false))
                 {
                     stdout.Write(piece);
