@@ -26,18 +26,14 @@ public sealed record LoadedSae(SparseAutoencoder Sae, string Folder, string? Rel
 /// </summary>
 public static class Sources
 {
-    /// <summary>
-    /// Parses a <c>--dtype</c> value; <c>auto</c> measures this CPU once (<see cref="LlavaInterp.Native.DTypeProbe"/>)
-    /// and picks bfloat16 only where its matrix products are clearly faster than float32's.
-    /// </summary>
-    /// <exception cref="CliUsageException">Not float32, bfloat16, float16 or auto.</exception>
+    /// <summary>Parses a <c>--dtype</c> value.</summary>
+    /// <exception cref="CliUsageException">Not float32, bfloat16 or float16.</exception>
     public static torch.ScalarType ParseDType(string? value) => value switch
     {
         null or "float32" or "fp32" => torch.ScalarType.Float32,
         "bfloat16" or "bf16" => torch.ScalarType.BFloat16,
         "float16" or "fp16" => torch.ScalarType.Float16,
-        "auto" => LlavaInterp.Native.DTypeProbe.Result.Recommended,
-        _ => throw new CliUsageException($"--dtype must be float32, bfloat16, float16 or auto, got '{value}'."),
+        _ => throw new CliUsageException($"--dtype must be float32, bfloat16 or float16, got '{value}'."),
     };
 
     /// <summary>

@@ -1,4 +1,3 @@
-using LlavaInterp.Native;
 using LlavaInterp.Hub;
 using LlavaInterp.Samples;
 using LlavaInterp.Tests.Support;
@@ -43,30 +42,6 @@ public sealed class DeviceAndProgressTests
         var run = await CliRun.Llava(Valid(command, dir, "--dtype", "float64"));
         Assert.Equal(ErrorReporting.UsageError, run.Code);
         Assert.Contains("--dtype must be", Assert.Single(run.ErrorLines), StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task DtypeAutoLoadsTheDtypeTheProbeRecommends()
-    {
-        // The probe decides per machine: `auto` must give exactly the activations of the dtype it recommends.
-        var recommended = DTypeProbe.Result.Recommended;
-        Assert.Equal(recommended, Sources.ParseDType("auto"));
-        using var dir = new TempDir();
-        async Task<float[]> Run(string dtype)
-        {
-            string file = dir.File(dtype + ".safetensors");
-            (await CliRun.Llava("cache", "--model", Fixture.ModelDir, "--prompt", "hi", "--hooks", "blocks.0.hook_resid_post", "--dtype", dtype, "--out", file)).Succeeded();
-            using var cache = LlavaInterp.TensorFiles.SafetensorsFile.Open(file);
-            using var resid = cache.Load("blocks.0.hook_resid_post").to(torch.ScalarType.Float32);
-            return resid.data<float>().ToArray();
-        }
-
-        float[] auto = await Run("auto");
-        Assert.Equal(await Run(recommended == torch.ScalarType.BFloat16 ? "bfloat16" : "float32"), auto);
-        if (recommended == torch.ScalarType.BFloat16)
-        {
-            Assert.NotEqual(await Run("float32"), auto);
-        }
     }
 
     [Theory]

@@ -91,20 +91,4 @@ public sealed class NativeRuntimeTests
             Assert.StartsWith(string.Join('.', report.ExpectedVersion.Split('.').Take(2)) + ".", report.LoadedVersion + ".", StringComparison.Ordinal);
         }
     }
-
-    [Theory]
-    [InlineData(214.0, 409.0, TorchSharp.torch.ScalarType.BFloat16)]   // AVX-512 bf16 (measured here)
-    [InlineData(214.0, 250.0, TorchSharp.torch.ScalarType.Float32)]    // not clearly faster: keep fp32's precision
-    [InlineData(175.0, 0.7, TorchSharp.torch.ScalarType.Float32)]      // AVX2 only: bf16 has no fast kernel
-    public void TheDTypeProbePicksBf16OnlyWhereItIsClearlyFaster(double fp32, double bf16, TorchSharp.torch.ScalarType expected) =>
-        Assert.Equal(expected, DTypeProbe.Choose(fp32, bf16));
-
-    [Fact]
-    public void TheDTypeProbeMeasuresThisMachine()
-    {
-        var report = DTypeProbe.Run(size: 128, repeats: 1);
-        Assert.True(report.Float32GFlops > 0 && double.IsFinite(report.Float32GFlops), $"{report}");
-        Assert.True(report.BFloat16GFlops > 0 && double.IsFinite(report.BFloat16GFlops), $"{report}");
-        Assert.Equal(DTypeProbe.Choose(report.Float32GFlops, report.BFloat16GFlops), report.Recommended);
-    }
 }
