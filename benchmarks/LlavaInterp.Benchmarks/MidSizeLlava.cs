@@ -1,4 +1,5 @@
 using LlavaInterp.Llava;
+using LlavaInterp.Sae;
 using LlavaInterp.Models.Clip;
 using LlavaInterp.Models.Gemma;
 using SixLabors.ImageSharp;
@@ -96,6 +97,31 @@ internal static class MidSizeLlava
         var tokenizer = GemmaTokenizer.FromPretrained(FixtureModelDir);
         var processor = new LlavaProcessor(tokenizer, new ClipImageProcessor(ImageProcessorConfig), config);
         return (model, processor);
+    }
+
+    /// <summary>A seeded random SAE (standard ReLU) of the given width reading <paramref name="hookName"/>.</summary>
+    public static SparseAutoencoder RandomSae(int dIn, int dSae, string hookName, int hookLayer)
+    {
+        var g = new torch.Generator(3);
+        var weights = new Dictionary<string, torch.Tensor>
+        {
+            ["W_enc"] = torch.randn(dIn, dSae, generator: g) * 0.02,
+            ["W_dec"] = torch.randn(dSae, dIn, generator: g) * 0.02,
+            ["b_enc"] = torch.randn(dSae, generator: g) * 0.01,
+            ["b_dec"] = torch.randn(dIn, generator: g) * 0.01,
+        };
+        try
+        {
+            var config = SaeConfig.Parse($$"""{"d_in": {{dIn}}, "d_sae": {{dSae}}, "hook_name": "{{hookName}}", "hook_layer": {{hookLayer}}}""", "benchmark");
+            return SparseAutoencoder.FromTensors(config, weights);
+        }
+        finally
+        {
+            foreach (var t in weights.Values)
+            {
+                t.Dispose();
+            }
+        }
     }
 
     /// <summary>The fixture model folder (tokenizer files), found by walking up from the working and base directories.</summary>

@@ -10,6 +10,8 @@ Console.Error.WriteLine($"cpu {native.CpuVendor}: MKL shim {(native.MklShimAppli
 return args.FirstOrDefault() switch
 {
     "gemm" => GemmProbe.Run(args[1..]),
+    "make-bench-checkpoint" => SideBySide.MakeCheckpoint(args[1..]),
+    "side-by-side" => SideBySide.Run(args[1..]),
     _ => RunBenchmarkDotNet(args),
 };
 

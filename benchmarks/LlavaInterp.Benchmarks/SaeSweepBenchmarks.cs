@@ -38,21 +38,7 @@ public class SaeSweepBenchmarks
         (_model, _processor) = MidSizeLlava.Create();
         _dir = MidSizeLlava.NewTempDir();
         _paths = Enumerable.Range(0, Images).Select(i => MidSizeLlava.WriteImage(_dir, i, jpeg: false)).ToArray();
-        int dIn = _model.Config.TextConfig.HiddenSize, dSae = 16384;
-        var g = new torch.Generator(3);
-        var weights = new Dictionary<string, torch.Tensor>
-        {
-            ["W_enc"] = torch.randn(dIn, dSae, generator: g) * 0.02,
-            ["W_dec"] = torch.randn(dSae, dIn, generator: g) * 0.02,
-            ["b_enc"] = torch.randn(dSae, generator: g) * 0.01,
-            ["b_dec"] = torch.randn(dIn, generator: g) * 0.01,
-        };
-        var config = SaeConfig.Parse($$"""{"d_in": {{dIn}}, "d_sae": {{dSae}}, "hook_name": "{{HookName}}", "hook_layer": 3}""", "benchmark");
-        _sae = SparseAutoencoder.FromTensors(config, weights);
-        foreach (var t in weights.Values)
-        {
-            t.Dispose();
-        }
+        _sae = MidSizeLlava.RandomSae(_model.Config.TextConfig.HiddenSize, 16384, HookName, 3);
     }
 
     [GlobalCleanup]
