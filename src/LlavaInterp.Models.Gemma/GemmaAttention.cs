@@ -214,11 +214,20 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
             return _oProj.call(z.reshape(b, t, (long)NumHeads * HeadDim));
         }
 
-        // Per-head outputs: W_O [hidden, heads·head_dim] viewed as [hidden, heads, head_dim].
-        var wO = _oProj.weight!.view(-1, NumHeads, HeadDim);
-        var result = _hookResult.call(einsum("bthd,mhd->bthm", z, wO));
+        var result = _hookResult.call(HeadResults(z));
         var output = result.sum(2);
         return _oProj.bias is { } bias ? output + bias : output;
+    }
+
+    /// <summary>
+    /// Each head's share of the output (TransformerLens <c>hook_result</c>): <c>z</c> [..., heads, head_dim] times
+    /// W_O [hidden, heads·head_dim] viewed per head, [..., heads, hidden] (no bias). Summed over heads it is o_proj's
+    /// product.
+    /// </summary>
+    internal Tensor HeadResults(Tensor z)
+    {
+        var wO = _oProj.weight!.to(z.dtype, z.device).view(-1, NumHeads, HeadDim);
+        return einsum("...hd,mhd->...hm", z, wO);
     }
 
     // [b, t, n, hidden] · W [n·head_dim, hidden] per head → [b, t, n, head_dim] (+ bias).

@@ -283,10 +283,7 @@ public static class GemmaCacheAnalysis
             return result;
         }
 
-        var z = cache[$"blocks.{l}.attn.hook_z"];
-        var attention = model.Model.Layers[l].SelfAttn;
-        var wO = attention.OProj.weight!.to(z.dtype, z.device).view(-1, attention.NumHeads, attention.HeadDim);
-        return einsum("...hd,mhd->...hm", z, wO);
+        return model.Model.Layers[l].SelfAttn.HeadResults(cache[$"blocks.{l}.attn.hook_z"]);
     }
 
     private static Tensor Select(Tensor x, long? position, int dim) => position is long p ? x.select(dim, p) : x;
