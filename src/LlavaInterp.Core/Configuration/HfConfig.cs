@@ -74,21 +74,22 @@ public static class HfConfigLoader
     }
 
     /// <summary>
-    /// Parses configuration JSON (comments and trailing commas allowed) and rejects a key repeated within one object:
-    /// System.Text.Json would silently bind the last one, Python's <c>json</c> too, so a file edited by hand could hold
-    /// a value nobody sees.
+    /// Parses configuration JSON (by default comments and trailing commas allowed) and rejects a key repeated within
+    /// one object — System.Text.Json would silently bind the last one, Python's <c>json</c> too, so a file edited by hand
+    /// could hold a value nobody sees — and text that is not valid Unicode.
     /// </summary>
     /// <param name="json">The JSON text.</param>
     /// <param name="source">Where it came from, for error messages.</param>
+    /// <param name="options">Reader options for files with their own leniency; null: comments and trailing commas allowed.</param>
     /// <returns>The document; the caller disposes it.</returns>
-    /// <exception cref="ConfigException">Bad JSON, or a repeated key (named by its dotted path).</exception>
-    public static JsonDocument ParseDocument(string json, string source)
+    /// <exception cref="ConfigException">Bad JSON, a repeated key (named by its dotted path), or an unpaired surrogate.</exception>
+    public static JsonDocument ParseDocument(string json, string source, JsonDocumentOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(json);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            doc = JsonDocument.Parse(json, options ?? new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
         }
         catch (JsonException ex)
         {

@@ -133,25 +133,18 @@ public sealed record ClipImageProcessorConfig
         ClipImageProcessorConfig? config;
         try
         {
-            using var doc = JsonDocument.Parse(json);
-
-            // A repeated key would silently bind its last value.
-            if (HfConfigLoader.FindRepeatedKey(doc.RootElement) is string repeated)
-            {
-                throw new ClipImageException(sourceName, $"key '{repeated}' appears more than once in its object");
-            }
-
+            // The config reader's checks (repeated keys, text that is not valid Unicode), with strict JSON as before.
+            using var doc = HfConfigLoader.ParseDocument(json, sourceName ?? "preprocessor config", default(JsonDocumentOptions));
             config = doc.RootElement.Deserialize<ClipImageProcessorConfig>();
+        }
+        catch (ConfigException ex)
+        {
+            throw new ClipImageException(sourceName, $"invalid preprocessor config: {ex.Detail}", ex);
         }
         catch (JsonException ex)
         {
             string where = ex.Path is null ? string.Empty : $" at {ex.Path}";
             throw new ClipImageException(sourceName, $"invalid preprocessor config{where}: {ex.Message}", ex);
-        }
-        catch (InvalidOperationException ex)
-        {
-            // System.Text.Json's answer to an unpaired surrogate escape (\ud800) in a key or string.
-            throw new ClipImageException(sourceName, $"invalid preprocessor config: text that is not valid Unicode: {ex.Message}", ex);
         }
 
         if (config is null)

@@ -262,13 +262,12 @@ internal sealed class TokenizerFolder
         try
         {
             // The config parser's checks: repeated keys and text that is not valid Unicode are errors, not surprises.
-            using var doc = HfConfigLoader.ParseDocument(File.ReadAllText(path), path);
+            using var doc = HfConfigLoader.ParseDocument(File.ReadAllText(path), path, new JsonDocumentOptions { AllowTrailingCommas = true });
             return doc.RootElement.Clone();
         }
         catch (ConfigException e)
         {
-            string what = e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
-            throw new TokenizerException(path, e.Key, what, e);
+            throw new TokenizerException(path, e.Key, e.Detail, e);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
