@@ -72,11 +72,7 @@ public sealed class RepeatedConfigKeyTests
         Assert.Equal("sae/cfg.json", Assert.Throws<ConfigException>(() => SaeConfig.Parse($$"""{"d_in": 8, "d_sae": 16, "hook_name": {{value}}}""", "sae/cfg.json")).SourcePath);
         Assert.Equal("pre.json", Assert.Throws<ClipImageException>(() => ClipImageProcessorConfig.FromJson($$"""{"image_processor_type": {{value}}}""", "pre.json")).FilePath);
 
-        using var dir = new LlavaInterp.Tests.Support.TempDir();
-        foreach (var f in Directory.GetFiles(LlavaInterp.Tests.Support.Fixture.ModelDir))
-        {
-            File.Copy(f, dir.File(Path.GetFileName(f)));
-        }
+        using var dir = LlavaInterp.Tests.Support.TempDir.CopyOf(LlavaInterp.Tests.Support.Fixture.ModelDir);
 
         string tokenizerConfig = File.ReadAllText(dir.File("tokenizer_config.json")).TrimStart();
         File.WriteAllText(dir.File("tokenizer_config.json"), "{\"clean_up_tokenization_spaces\": " + value + "," + tokenizerConfig[1..]);

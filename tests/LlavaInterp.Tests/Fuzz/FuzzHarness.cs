@@ -54,8 +54,7 @@ public static class FuzzHarness
     /// </summary>
     public static IReadOnlyDictionary<FuzzOutcome, int> Run(FuzzTarget target, ITestOutputHelper output)
     {
-        using var dir = new TempDir();
-        CopyFolder(target.SeedFolder, dir.Path);
+        using var dir = TempDir.CopyOf(target.SeedFolder);
         string file = Path.Combine(dir.Path, target.FileName);
         byte[] seed = File.ReadAllBytes(file);
         int hot = target.HotLength?.Invoke(seed) ?? 0;
@@ -153,16 +152,6 @@ public static class FuzzHarness
     private static bool IsTyped(Exception ex) =>
         (ex.GetType().Assembly.GetName().Name?.StartsWith("LlavaInterp.", StringComparison.Ordinal) ?? false)
         || ex is FileNotFoundException or DirectoryNotFoundException;
-
-    private static void CopyFolder(string from, string to)
-    {
-        foreach (string f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
-        {
-            string dest = Path.Combine(to, Path.GetRelativePath(from, f));
-            Directory.CreateDirectory(Path.GetDirectoryName(dest)!);
-            File.Copy(f, dest);
-        }
-    }
 
     // Linux: writing 5 to clear_refs resets the peak RSS (VmHWM) so each case's own peak is measured.
     private static void ResetPeakMemory()

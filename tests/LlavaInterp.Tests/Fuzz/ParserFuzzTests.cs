@@ -192,26 +192,7 @@ public sealed class ParserFuzzTests(ITestOutputHelper output)
         }
 
         string yaml = Directory.CreateDirectory(Path.Combine(dir.Path, "yaml")).FullName;
-        File.WriteAllText(Path.Combine(yaml, "pretrained_saes.yaml"), """
-            SAE_LOOKUP:
-              tiny-res-test:
-                repo_id: someone/tiny-saes
-                model: tiny-llava-gemma
-                conversion_func:
-                links:
-                  model: https://example.invalid/model   # trailing comment
-                config_overrides:
-                  dataset_path: Skylion007/openwebtext
-                saes:
-                  - id: blocks.2.hook_resid_post
-                    path: layer2
-                    variance_explained: 0.9
-                    l0: 12.0
-                    neuronpedia: tiny-llava-gemma/2-res-tiny256
-                    norm_scaling_factor: 1.5
-                  - id: "blocks.3.hook_resid_post"
-                    path: 'layer3'
-            """);
+        File.WriteAllText(Path.Combine(yaml, "pretrained_saes.yaml"), SaeLensFormatTests.Yaml);
         return dir;
     }
 }

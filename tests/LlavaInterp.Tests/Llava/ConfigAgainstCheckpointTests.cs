@@ -15,12 +15,7 @@ public sealed class ConfigAgainstCheckpointTests
     /// <summary>Copies the fixture model folder with one key of config.json (a nested one under <paramref name="section"/>) set to <paramref name="value"/>.</summary>
     internal static TempDir FixtureWith(string? section, string key, JsonNode value)
     {
-        var dir = new TempDir();
-        foreach (var file in Directory.EnumerateFiles(Fixture.ModelDir))
-        {
-            File.Copy(file, dir.File(System.IO.Path.GetFileName(file)));
-        }
-
+        var dir = TempDir.CopyOf(Fixture.ModelDir);
         var root = JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!;
         var target = section is null ? root : root[section]!;
         target[key] = value;

@@ -80,16 +80,7 @@ public sealed class LlavaVocabularyTests
         Assert.Equal(key, ex.Key);
     }
 
-    private static TempDir CopyModel()
-    {
-        var dir = new TempDir();
-        foreach (var file in Directory.GetFiles(Fixture.ModelDir))
-        {
-            File.Copy(file, dir.File(Path.GetFileName(file)));
-        }
-
-        return dir;
-    }
+    private static TempDir CopyModel() => TempDir.CopyOf(Fixture.ModelDir);
 
     private static void EditConfig(TempDir dir, Action<JsonNode> edit) => EditJson(dir, "config.json", edit);
 

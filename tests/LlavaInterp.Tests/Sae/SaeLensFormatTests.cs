@@ -89,7 +89,7 @@ public sealed class SaeLensFormatTests
     }
 
     // An excerpt of SAELens's pretrained_saes.yaml in its real layout (older files nest everything under SAE_LOOKUP).
-    private const string Yaml = """
+    internal const string Yaml = """
         # comment line
         SAE_LOOKUP:
           tiny-res-test:

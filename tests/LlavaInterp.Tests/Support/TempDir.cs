@@ -10,6 +10,20 @@ public sealed class TempDir : IDisposable
         Directory.CreateDirectory(Path);
     }
 
+    /// <summary>A fresh folder holding a copy of <paramref name="folder"/> (sub-folders included).</summary>
+    public static TempDir CopyOf(string folder)
+    {
+        var dir = new TempDir();
+        foreach (string f in Directory.GetFiles(folder, "*", SearchOption.AllDirectories))
+        {
+            string dest = System.IO.Path.Combine(dir.Path, System.IO.Path.GetRelativePath(folder, f));
+            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(dest)!);
+            System.IO.File.Copy(f, dest);
+        }
+
+        return dir;
+    }
+
     /// <summary>The folder.</summary>
     public string Path { get; }
 
