@@ -71,6 +71,19 @@ internal static class MidSizeLlava
         var config = LlavaConfig.Parse(ConfigJson, "benchmark-config.json");
         // The model gets no processor so that generation does not decode random ids with the 640-piece test tokenizer.
         var model = new HookedLlava(config);
+        InitializeRandom(model, seed);
+
+        var tokenizer = GemmaTokenizer.FromPretrained(FixtureModelDir);
+        var processor = new LlavaProcessor(tokenizer, new ClipImageProcessor(ImageProcessorConfig), config);
+        return (model, processor);
+    }
+
+    /// <summary>
+    /// Seeded random weights for timing: Gemma by its HF initialisation, the vision tower and projector randn × 0.02
+    /// with layer norms at identity and biases zero.
+    /// </summary>
+    public static void InitializeRandom(HookedLlava model, long seed)
+    {
         model.LanguageModel.InitializeWeights(seed);
         torch.manual_seed(seed);
         using (torch.no_grad())
@@ -93,10 +106,6 @@ internal static class MidSizeLlava
                 }
             }
         }
-
-        var tokenizer = GemmaTokenizer.FromPretrained(FixtureModelDir);
-        var processor = new LlavaProcessor(tokenizer, new ClipImageProcessor(ImageProcessorConfig), config);
-        return (model, processor);
     }
 
     /// <summary>A seeded random SAE (standard ReLU) of the given width reading <paramref name="hookName"/>.</summary>

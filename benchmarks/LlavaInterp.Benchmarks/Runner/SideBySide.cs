@@ -32,18 +32,7 @@ public static class SideBySide
         var config = LlavaConfig.Load(Path.Combine(output, "config.json"));
         var clock = Stopwatch.StartNew();
         using var model = new HookedLlava(config);
-        model.LanguageModel.InitializeWeights(1234);
-        torch.manual_seed(1234);
-        using (torch.no_grad())
-        {
-            foreach (var (name, p) in model.VisionTower.named_parameters().Concat(model.Projector.named_parameters()))
-            {
-                bool norm = name.Contains("layer_norm", StringComparison.Ordinal) || name.Contains("layrnorm", StringComparison.Ordinal) || name.Contains("layernorm", StringComparison.Ordinal);
-                _ = norm && name.EndsWith(".weight", StringComparison.Ordinal) ? p.fill_(1)
-                    : norm || name.EndsWith(".bias", StringComparison.Ordinal) ? p.zero_()
-                    : p.copy_(torch.randn_like(p).mul_(0.02));
-            }
-        }
+        MidSizeLlava.InitializeRandom(model, 1234);
 
         var tensors = model.state_dict().Select(kv => new KeyValuePair<string, torch.Tensor>(kv.Key, kv.Value)).ToList();
         SafetensorsWriter.Save(Path.Combine(output, "model.safetensors"), tensors);
