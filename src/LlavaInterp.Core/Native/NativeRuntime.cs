@@ -84,17 +84,28 @@ public static class NativeRuntime
     }
 
     /// <summary>Where the shim is looked for: next to the app, then in its <c>runtimes/linux-x64/native</c> folder.</summary>
-    public static IEnumerable<string> MklShimCandidates()
+    public static IEnumerable<string> MklShimCandidates() => LibraryCandidates(MklShimFileName, typeof(NativeRuntime).Assembly);
+
+    /// <summary>
+    /// Where a native library shipped in a package's <c>runtimes/linux-x64/native</c> folder is looked for: next to the
+    /// application and next to <paramref name="owner"/>, each directly and in that folder (a project reference copies
+    /// it into the folder; a published app may flatten it).
+    /// </summary>
+    /// <param name="fileName">The library's file name.</param>
+    /// <param name="owner">The assembly that ships it.</param>
+    public static IEnumerable<string> LibraryCandidates(string fileName, System.Reflection.Assembly owner)
     {
-        foreach (var dir in new[] { AppContext.BaseDirectory, Path.GetDirectoryName(typeof(NativeRuntime).Assembly.Location) })
+        ArgumentNullException.ThrowIfNull(fileName);
+        ArgumentNullException.ThrowIfNull(owner);
+        foreach (var dir in new[] { AppContext.BaseDirectory, Path.GetDirectoryName(owner.Location) })
         {
             if (string.IsNullOrEmpty(dir))
             {
                 continue;
             }
 
-            yield return Path.Combine(dir, MklShimFileName);
-            yield return Path.Combine(dir, "runtimes", "linux-x64", "native", MklShimFileName);
+            yield return Path.Combine(dir, fileName);
+            yield return Path.Combine(dir, "runtimes", "linux-x64", "native", fileName);
         }
     }
 

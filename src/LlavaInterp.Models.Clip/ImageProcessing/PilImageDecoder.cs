@@ -109,7 +109,10 @@ public static class PilImageDecoder
         {
             try
             {
-                return SkiaImageDecoder.Decode(bytes, name, skiaFormat);
+                // Skia's JPEG decoder equals Pillow's on valid files only; the libjpeg-turbo shim on damaged ones too.
+                return skiaFormat == "JPEG" && LibJpegTurboDecoder.IsAvailable
+                    ? LibJpegTurboDecoder.Decode(bytes, name)
+                    : SkiaImageDecoder.Decode(bytes, name, skiaFormat);
             }
             catch (Exception ex) when (ex is not ClipImageException and not OperationCanceledException and not OutOfMemoryException)
             {
@@ -155,7 +158,8 @@ public static class PilImageDecoder
         try
         {
             IImageInfo? info = Image.Identify(DecoderConfiguration, bytes, out IImageFormat? identified);
-            if (info is null || identified is null)
+            // A JPEG that does not start with FF D8 FF is not one to Pillow (its signature check), though ImageSharp would read it.
+            if (info is null || identified is null || identified.Name == SixLabors.ImageSharp.Formats.Jpeg.JpegFormat.Instance.Name)
             {
                 throw new ClipImageException(name, "unrecognised image format (supported: JPEG, PNG, WebP, GIF, BMP, TIFF, TGA, PBM)");
             }

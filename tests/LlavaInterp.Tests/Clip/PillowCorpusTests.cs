@@ -40,7 +40,8 @@ public sealed class PillowCorpusTests
             "jpeg_411_", "jpeg_440_", "jpeg_420_", "jpeg_422_", "jpeg_444_", "_prog_", "_opt_", "_arith_", "_restart",
             "jpeg_gray", "jpeg_cmyk", "jpeg_exif", "jpeg_icc", "_1x1.", "_2x3.", "_17x9.", "_64x64.", "_500x375.",
             "png_palette_trns", "png_palette_short", "png_rgb16", "png_gray16", "png_la16", "png_rgba16", "_interlaced_",
-            "_gamma_", "png_iccp", "gif_", "bmp_", "webp_lossless", "webp_lossy", "tiff_", "bad_",
+            "_gamma_", "png_iccp", "gif_", "bmp_", "webp_lossless", "webp_lossy", "tiff_", "bad_", "jpeg_ycck",
+            "corrupt_jpeg_",
         ];
         foreach (string fragment in expected)
         {
@@ -191,6 +192,77 @@ public sealed class PillowCorpusTests
             using var stream = new MemoryStream(png[..cut]);
             Assert.Equal(expected, PilImageDecoder.Decode(stream, $"cut{cut}.png").Data);
         }
+    }
+
+    [Fact]
+    public void JpegsGoThroughTheLibJpegTurboShimOnLinuxX64()
+    {
+        // The shim ships for x86-64 Linux only; on that platform, losing it would silently bring back Skia's decoder.
+        bool linuxX64 = OperatingSystem.IsLinux() && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
+        Assert.Equal(linuxX64, LibJpegTurboDecoder.IsAvailable);
+    }
+
+    [Fact]
+    public void SkiaFallbackEqualsPillowOnEveryUndamagedJpeg()
+    {
+        // Where the shim is missing (not x86-64 Linux), Skia decodes JPEGs: exact on every valid file of the corpus.
+        string[] jpegs = [.. Entries.Value.Where(kv => kv.Key.StartsWith("jpeg_", StringComparison.Ordinal) && !kv.Value.TryGetProperty("error", out _)).Select(kv => kv.Key)];
+        Assert.True(jpegs.Length >= 50, $"only {jpegs.Length} JPEGs");
+        foreach (string file in jpegs)
+        {
+            DecodedImage decoded = SkiaImageDecoder.Decode(File.ReadAllBytes(Path.Combine(Dir, file)), file, "JPEG");
+            Assert.True(Entries.Value[file].GetProperty("rgb_sha256").GetString() == Sha256(decoded.ToRgb().Pixels), $"{file}: Skia differs from Pillow");
+        }
+    }
+
+    [Fact]
+    public void DamagedJpegsNeedTheShim()
+    {
+        // Why the shim exists, kept as a check so that the corpus keeps covering it: on damaged data Skia's
+        // libjpeg-turbo (no SIMD, no jpeg_finish_decompress) gives other pixels than Pillow, or accepts what Pillow rejects.
+        int accepted = 0, rejected = 0, otherPixels = 0, wronglyAccepted = 0;
+        foreach ((string file, JsonElement entry) in Entries.Value.Where(kv => kv.Key.StartsWith("corrupt_jpeg_", StringComparison.Ordinal)))
+        {
+            byte[] bytes = File.ReadAllBytes(Path.Combine(Dir, file));
+            if (bytes.AsSpan().StartsWith(new byte[] { 0xFF, 0xD8, 0xFF }) is false)
+            {
+                continue;
+            }
+
+            string? skia;
+            try
+            {
+                skia = Sha256(SkiaImageDecoder.Decode(bytes, file, "JPEG").ToRgb().Pixels);
+            }
+            catch (ClipImageException)
+            {
+                skia = null;
+            }
+
+            if (entry.TryGetProperty("error", out _))
+            {
+                rejected++;
+                wronglyAccepted += skia is null ? 0 : 1;
+            }
+            else
+            {
+                accepted++;
+                otherPixels += skia == entry.GetProperty("rgb_sha256").GetString() ? 0 : 1;
+            }
+        }
+
+        // make_corpus.py picked each of them from the sweep because Skia alone gets it wrong.
+        Assert.True(accepted >= 10 && rejected >= 5, $"{accepted} accepted and {rejected} rejected damaged JPEGs");
+        Assert.Equal(accepted, otherPixels);
+        Assert.Equal(rejected, wronglyAccepted);
+    }
+
+    [Fact]
+    public void AnUnknownMarkerAfterTheImageDataKeepsLibJpegsMessage()
+    {
+        const string file = "corrupt_jpeg_420_q100_1x1_629xb3_631xc9_633x73.jpg";
+        var ex = Assert.Throws<ClipImageException>(() => PilImageDecoder.Decode(Path.Combine(Dir, file)));
+        Assert.Contains("the image data are corrupt (Unsupported marker type 0x", ex.Message);
     }
 
     [Theory]
