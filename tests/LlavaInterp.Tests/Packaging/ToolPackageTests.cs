@@ -13,10 +13,10 @@ public sealed class ToolPackageTests
 {
     private const string ToolFolder = "tools/net10.0/any/";
 
-    private static string PackagePath()
+    private static string PackagePath(string id = "LlavaInterp.Cli")
     {
         string version = typeof(LlavaInterp.Cli.Cli).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "0.1.0";
-        string path = Path.Combine(Repo.Root(), "artifacts", "packages", $"LlavaInterp.Cli.{version}.nupkg");
+        string path = Path.Combine(Repo.Root(), "artifacts", "packages", $"{id}.{version}.nupkg");
         Assert.True(File.Exists(path), $"{path} is missing: run ./build.sh test, which packs the solution (dotnet pack LlavaInterp.sln -c Release --no-build -o artifacts/packages) before testing.");
         return path;
     }
@@ -63,10 +63,23 @@ public sealed class ToolPackageTests
         Assert.Contains(ToolFolder + "runtimes/linux-x64/native/libtorch_cpu.so", names);
         Assert.Contains(ToolFolder + "runtimes/linux-x64/native/libLibTorchSharp.so", names);
         Assert.Contains(ToolFolder + "runtimes/linux-x64/native/libSkiaSharp.so", names);
+        Assert.Contains(ToolFolder + "runtimes/linux-x64/native/libllavainterp_mklshim.so", names);
+        Assert.Contains(ToolFolder + "runtimes/linux-x64/native/libllavainterp_jpeg.so", names);
         string data = Path.Combine(Repo.Root(), "samples", "data");
         var shipped = Directory.EnumerateFiles(data, "*", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(data, f).Replace('\\', '/')).ToList();
         Assert.Contains("tiny-llava-gemma/model/model.safetensors", shipped);
         Assert.Contains("tiny-llava-gemma/sae/standard-L2/cfg.json", shipped);
         Assert.All(shipped, f => Assert.Contains(ToolFolder + "data/" + f, names));
+    }
+
+    [Fact]
+    public void TheClipPackageShipsTheJpegShimWithLibJpegTurbosLicences()
+    {
+        // dotnet add package users get the shim from the package's runtimes folder, and libjpeg-turbo's notices with it.
+        using var package = ZipFile.OpenRead(PackagePath("LlavaInterp.Models.Clip"));
+        var names = package.Entries.Select(e => e.FullName).ToHashSet(StringComparer.Ordinal);
+        Assert.Contains("runtimes/linux-x64/native/libllavainterp_jpeg.so", names);
+        Assert.Contains("licenses/libjpeg-turbo-LICENSE.md", names);
+        Assert.Contains("licenses/libjpeg-README.ijg", names);
     }
 }
