@@ -15,8 +15,10 @@ namespace LlavaInterp.Models.Clip;
 /// </summary>
 /// <remarks>
 /// Each format goes to the decoder that reproduces Pillow 11 exactly on the parity corpus (tests/fixtures/pillow-corpus,
-/// docs/formats.md): JPEG, WebP, GIF and BMP through Skia (libjpeg-turbo and libwebp with Pillow's defaults, which
-/// also rejects truncated files where ImageSharp zero-fills them); PNG, TIFF, TGA and PBM through ImageSharp.
+/// docs/formats.md): JPEG on x86-64 Linux through the package's libjpeg-turbo shim (Pillow's own calls, so damaged
+/// files too give Pillow's pixels or Pillow's error), elsewhere through Skia; WebP, GIF and BMP through Skia
+/// (libjpeg-turbo and libwebp with Pillow's defaults, which also rejects truncated files where ImageSharp zero-fills
+/// them); PNG, TIFF, TGA and PBM through ImageSharp.
 /// PNG is reproduced sample for sample, including PIL's handling of 16-bit files: 16-bit grayscale becomes
 /// "I;16" (later clipped to 255 by <c>convert("RGB")</c>), 16-bit RGB/RGBA/LA keep the high byte of each
 /// sample (PIL unpacks them with its "…;16B" raw modes; 16-bit LA becomes RGBA as in PIL), and short palettes are

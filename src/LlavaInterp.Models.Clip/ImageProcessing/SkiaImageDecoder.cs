@@ -12,7 +12,8 @@ namespace LlavaInterp.Models.Clip;
 /// Pixels are read as unpremultiplied RGBA with no destination colour space, so no ICC transform is applied, and
 /// EXIF orientation is ignored (Pillow's <c>open</c> applies neither). One-channel JPEGs are read as Gray8 (mode L).
 /// Skia reports missing or damaged data as a result code rather than filling pixels, and every code other than
-/// success is turned into an error, as Pillow raises for truncated files.
+/// success is turned into an error, as Pillow raises for truncated files. Where a GIF's first frame is transparent or
+/// does not cover the canvas, the hidden pixels get the palette colour Pillow shows there (<see cref="GifFirstFrame"/>).
 /// </remarks>
 internal static class SkiaImageDecoder
 {
@@ -63,9 +64,17 @@ internal static class SkiaImageDecoder
             return new DecodedImage(info.Width, info.Height, PilImageMode.L, pixels, format);
         }
 
-        return info.AlphaType == SKAlphaType.Opaque
-            ? new DecodedImage(info.Width, info.Height, PilImageMode.Rgb, DropAlpha(pixels), format)
-            : new DecodedImage(info.Width, info.Height, PilImageMode.Rgba, pixels, format);
+        if (info.AlphaType == SKAlphaType.Opaque)
+        {
+            return new DecodedImage(info.Width, info.Height, PilImageMode.Rgb, DropAlpha(pixels), format);
+        }
+
+        if (format == "GIF")
+        {
+            GifFirstFrame.FillHidden(pixels, bytes);
+        }
+
+        return new DecodedImage(info.Width, info.Height, PilImageMode.Rgba, pixels, format);
     }
 
     private static byte[] DropAlpha(byte[] rgba)
