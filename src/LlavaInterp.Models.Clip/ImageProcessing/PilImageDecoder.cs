@@ -16,9 +16,10 @@ namespace LlavaInterp.Models.Clip;
 /// <remarks>
 /// Each format goes to the decoder that reproduces Pillow 11 exactly on the parity corpus (tests/fixtures/pillow-corpus,
 /// docs/formats.md): JPEG on x86-64 Linux through the package's libjpeg-turbo shim (Pillow's own calls, so damaged
-/// files too give Pillow's pixels or Pillow's error), elsewhere through Skia; WebP, GIF and BMP through Skia
-/// (libjpeg-turbo and libwebp with Pillow's defaults, which also rejects truncated files where ImageSharp zero-fills
-/// them); PNG, TIFF, TGA and PBM through ImageSharp.
+/// files too give Pillow's pixels or Pillow's error), elsewhere through Skia; GIF through a reimplementation of
+/// Pillow's own GIF reader (damaged LZW data and transparency as Pillow has them); WebP and BMP through Skia (libwebp
+/// with Pillow's defaults, which also rejects truncated files where ImageSharp zero-fills them); PNG, TIFF, TGA and PBM
+/// through ImageSharp.
 /// PNG is reproduced sample for sample, including PIL's handling of 16-bit files: 16-bit grayscale becomes
 /// "I;16" (later clipped to 255 by <c>convert("RGB")</c>), 16-bit RGB/RGBA/LA keep the high byte of each
 /// sample (PIL unpacks them with its "…;16B" raw modes; 16-bit LA becomes RGBA as in PIL), and short palettes are
@@ -112,9 +113,12 @@ public static class PilImageDecoder
             try
             {
                 // Skia's JPEG decoder equals Pillow's on valid files only; the libjpeg-turbo shim on damaged ones too.
-                return skiaFormat == "JPEG" && LibJpegTurboDecoder.IsAvailable
-                    ? LibJpegTurboDecoder.Decode(bytes, name)
-                    : SkiaImageDecoder.Decode(bytes, name, skiaFormat);
+                return skiaFormat switch
+                {
+                    "JPEG" when LibJpegTurboDecoder.IsAvailable => LibJpegTurboDecoder.Decode(bytes, name),
+                    "GIF" => PillowGifDecoder.Decode(bytes, name),
+                    _ => SkiaImageDecoder.Decode(bytes, name, skiaFormat),
+                };
             }
             catch (Exception ex) when (ex is not ClipImageException and not OperationCanceledException and not OutOfMemoryException)
             {
@@ -148,9 +152,11 @@ public static class PilImageDecoder
 
     private static DecodedImage DecodeWithImageSharp(byte[] bytes, string? name)
     {
-        // Before ImageSharp reads anything (its Identify already checks chunk CRCs): truncated image data is an error,
-        // and a file cut after complete image data is rebuilt with whole chunks, as Pillow reads it.
+        // Before ImageSharp reads anything (its Identify already checks chunk CRCs): PNG chunks by Pillow's rules (a file
+        // ImageSharp would judge otherwise is rebuilt with the image data Pillow uses), and truncated PNG or TIFF image
+        // data is an error, as in Pillow, where ImageSharp would fill zeros.
         var (truncated, repaired) = PngCompleteness.Check(bytes);
+        truncated ??= TiffCompleteness.Check(bytes);
         if (truncated is not null)
         {
             throw new ClipImageException(name, truncated);

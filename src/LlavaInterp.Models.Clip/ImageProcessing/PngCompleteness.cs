@@ -4,23 +4,24 @@ using System.IO.Compression;
 namespace LlavaInterp.Models.Clip;
 
 /// <summary>
-/// Pillow refuses a PNG whose image data ends early ("image file is truncated"); ImageSharp 2.1 fills the missing
-/// rows with zeros, also when the file is cut between two IDAT chunks, where every chunk it reads is intact. This
-/// check inflates the concatenated IDAT data (into a counting sink: no pixel memory). Enough bytes for the header's
-/// size, colour type, bit depth and interlacing: complete. Fewer: complete only if the zlib stream itself ended (its
-/// Adler-32 checksum, the data's last 4 bytes, matches what was inflated) — Pillow accepts such a short image and
-/// leaves the missing rows black — else truncated. Chunks after the image data (IEND) are not required, as Pillow does
-/// not require them.
+/// Reads a PNG's chunks by Pillow's rules before ImageSharp sees the file, because the two differ on damaged files.
+/// Pillow verifies the type and CRC of every chunk before the image data ("broken PNG file"), never the CRCs of the
+/// IDAT chunks, and inflates the image data only until it has the bytes the header's size, colour type, bit depth and
+/// interlacing need: what the zlib stream holds after that (a bad Adler-32, garbage) and the chunks after the image
+/// data are never read. Fewer bytes: complete only if the zlib stream itself ended (its Adler-32 checksum matches) —
+/// Pillow accepts such a short image and leaves the missing rows black — else truncated (ImageSharp 2.1 would fill
+/// zeros, also for a cut between two IDAT chunks). Where ImageSharp would judge the file otherwise (a cut, an IDAT CRC,
+/// trouble after the needed bytes), the file is rebuilt with exactly the image data Pillow uses.
 /// </summary>
 internal static class PngCompleteness
 {
     private static readonly byte[] Signature = [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
     /// <summary>
-    /// Checks the image data. Error: why the data is incomplete (null when complete, or when the file is too malformed
-    /// to tell: the decoder reports that). Repaired: for a file cut after its image data was complete (inside the last
-    /// IDAT chunk's checksum, or in a later chunk), which Pillow decodes but ImageSharp's checksum test refuses, the
-    /// same PNG rebuilt with whole chunks; null when nothing needs repair.
+    /// Checks the file. Error: why Pillow would refuse it (null when it would not, or when the file is too malformed to
+    /// tell: the decoder reports that). Repaired: the same PNG rebuilt from the chunks before the image data, one IDAT
+    /// holding the image data Pillow inflates, and IEND, when ImageSharp would judge the original otherwise (see the
+    /// type); null when nothing needs repair.
     /// </summary>
     public static (string? Error, byte[]? Repaired) Check(byte[] png)
     {
@@ -35,7 +36,7 @@ internal static class PngCompleteness
         using var idat = new MemoryStream();
         int pos = Signature.Length;
         int idatStart = -1;
-        bool sawIdat = false, cut = false;
+        bool sawIdat = false, cut = false, idatCrcBad = false;
         while (pos + 8 <= png.Length)
         {
             uint length = BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan(pos));
@@ -45,6 +46,11 @@ internal static class PngCompleteness
             if (sawIdat && !isIdat)
             {
                 break; // the image data is over; Pillow reads no further for the pixels
+            }
+
+            if (!sawIdat && !isIdat && !IsChunkType(type))
+            {
+                return ($"broken PNG file (chunk type {Convert.ToHexString(type)} at byte {pos + 4})", null);
             }
 
             if (length > int.MaxValue || end > png.Length)
@@ -62,6 +68,12 @@ internal static class PngCompleteness
                 break;
             }
 
+            bool crcMatches = BinaryPrimitives.ReadUInt32BigEndian(png.AsSpan((int)end - 4)) == Crc(png.AsSpan(pos + 4, 4 + (int)length));
+            if (!isIdat && !crcMatches)
+            {
+                return ($"broken PNG file (bad header checksum in {System.Text.Encoding.ASCII.GetString(type)})", null);
+            }
+
             if (type.SequenceEqual("IHDR"u8) && length >= 13)
             {
                 var data = png.AsSpan(pos + 8, 13);
@@ -76,6 +88,7 @@ internal static class PngCompleteness
                 idatStart = idatStart < 0 ? pos : idatStart;
                 idat.Write(png.AsSpan(pos + 8, (int)length));
                 sawIdat = true;
+                idatCrcBad |= !crcMatches;
             }
 
             pos = (int)end;
@@ -93,7 +106,7 @@ internal static class PngCompleteness
             return (null, null);
         }
 
-        var (got, adler) = Inflate(idat, expected.Value);
+        var (got, adler, cleanEnd) = Inflate(idat, expected.Value, null);
         if (got < expected)
         {
             // Short: a zlib stream that really ended carries the Adler-32 of everything it inflated as its last 4 bytes.
@@ -104,15 +117,42 @@ internal static class PngCompleteness
             }
         }
 
-        return (null, cut ? Rebuild(png, idatStart, idat) : null);
+        return (null, cut || idatCrcBad || !cleanEnd ? Rebuild(png, idatStart, idat, got) : null);
     }
 
-    // The chunks before the image data as they were, one IDAT with all of it, IEND.
-    private static byte[] Rebuild(byte[] png, int idatStart, MemoryStream idat)
+    // Pillow's is_cid: four word characters.
+    private static bool IsChunkType(ReadOnlySpan<byte> type)
     {
+        foreach (byte c in type)
+        {
+            if (!(char.IsAsciiLetterOrDigit((char)c) || c == (byte)'_'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static uint Crc(ReadOnlySpan<byte> typeAndData)
+    {
+        var crc = new System.IO.Hashing.Crc32();
+        crc.Append(typeAndData);
+        return crc.GetCurrentHashAsUInt32();
+    }
+
+    // The chunks before the image data as they were, one IDAT with the `bytes` inflated bytes Pillow uses, IEND.
+    private static byte[] Rebuild(byte[] png, int idatStart, MemoryStream idat, long bytes)
+    {
+        using var inflated = new MemoryStream();
+        using (var deflate = new ZLibStream(inflated, CompressionLevel.Fastest, leaveOpen: true))
+        {
+            Inflate(idat, bytes, deflate);
+        }
+
         using var output = new MemoryStream();
         output.Write(png, 0, idatStart);
-        WriteChunk(output, "IDAT"u8, idat.GetBuffer().AsSpan(0, (int)idat.Length));
+        WriteChunk(output, "IDAT"u8, inflated.GetBuffer().AsSpan(0, (int)inflated.Length));
         WriteChunk(output, "IEND"u8, []);
         return output.ToArray();
     }
@@ -160,19 +200,22 @@ internal static class PngCompleteness
         return total;
     }
 
-    // Bytes the zlib stream inflates to (reading at most `limit`; the data is never kept) and their Adler-32.
-    private static (long Length, uint Adler) Inflate(MemoryStream idat, long limit)
+    // Bytes the zlib stream inflates to, reading at most `limit` (never decoding past it, as Pillow stops there), their
+    // Adler-32, and whether the stream then ends cleanly (its checksum verified, nothing after it). The bytes go to
+    // `sink` when given, else nowhere.
+    private static (long Length, uint Adler, bool CleanEnd) Inflate(MemoryStream idat, long limit, Stream? sink)
     {
         idat.Position = 0;
         var buffer = new byte[1 << 16];
         long total = 0;
         uint a = 1, b = 0;
+        using var inflate = new ZLibStream(idat, CompressionMode.Decompress, leaveOpen: true);
         try
         {
-            using var inflate = new ZLibStream(idat, CompressionMode.Decompress, leaveOpen: true);
             int n;
-            while (total < limit && (n = inflate.Read(buffer, 0, buffer.Length)) > 0)
+            while (total < limit && (n = inflate.Read(buffer, 0, (int)Math.Min(buffer.Length, limit - total))) > 0)
             {
+                sink?.Write(buffer, 0, n);
                 total += n;
                 for (int i = 0; i < n; i++)
                 {
@@ -184,9 +227,19 @@ internal static class PngCompleteness
         catch (InvalidDataException)
         {
             // Corrupt data: counted up to where it broke (the checksum then cannot match).
-            return (total, ~((b << 16) | a));
+            return (total, ~((b << 16) | a), false);
         }
 
-        return (total, (b << 16) | a);
+        bool clean;
+        try
+        {
+            clean = inflate.Read(buffer, 0, 1) == 0;
+        }
+        catch (InvalidDataException)
+        {
+            clean = false;
+        }
+
+        return (total, (b << 16) | a, clean);
     }
 }

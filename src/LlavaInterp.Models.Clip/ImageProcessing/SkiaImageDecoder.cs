@@ -4,7 +4,7 @@ using SkiaSharp;
 namespace LlavaInterp.Models.Clip;
 
 /// <summary>
-/// JPEG, WebP, GIF and BMP through Skia's codecs, which wrap libjpeg-turbo and libwebp with their default settings
+/// JPEG (where the libjpeg-turbo shim is missing), WebP and BMP through Skia's codecs, which wrap libjpeg-turbo and libwebp with their default settings
 /// (integer ISLOW IDCT, "fancy" chroma upsampling, fixed-point YCbCr tables), as Pillow does: the result equals
 /// Pillow's <c>Image.open(p).convert("RGB")</c> byte for byte on the parity corpus (tests/fixtures/pillow-corpus).
 /// </summary>
@@ -12,8 +12,7 @@ namespace LlavaInterp.Models.Clip;
 /// Pixels are read as unpremultiplied RGBA with no destination colour space, so no ICC transform is applied, and
 /// EXIF orientation is ignored (Pillow's <c>open</c> applies neither). One-channel JPEGs are read as Gray8 (mode L).
 /// Skia reports missing or damaged data as a result code rather than filling pixels, and every code other than
-/// success is turned into an error, as Pillow raises for truncated files. Where a GIF's first frame is transparent or
-/// does not cover the canvas, the hidden pixels get the palette colour Pillow shows there (<see cref="GifFirstFrame"/>).
+/// success is turned into an error, as Pillow raises for truncated files.
 /// </remarks>
 internal static class SkiaImageDecoder
 {
@@ -64,17 +63,9 @@ internal static class SkiaImageDecoder
             return new DecodedImage(info.Width, info.Height, PilImageMode.L, pixels, format);
         }
 
-        if (info.AlphaType == SKAlphaType.Opaque)
-        {
-            return new DecodedImage(info.Width, info.Height, PilImageMode.Rgb, DropAlpha(pixels), format);
-        }
-
-        if (format == "GIF")
-        {
-            GifFirstFrame.FillHidden(pixels, bytes);
-        }
-
-        return new DecodedImage(info.Width, info.Height, PilImageMode.Rgba, pixels, format);
+        return info.AlphaType == SKAlphaType.Opaque
+            ? new DecodedImage(info.Width, info.Height, PilImageMode.Rgb, DropAlpha(pixels), format)
+            : new DecodedImage(info.Width, info.Height, PilImageMode.Rgba, pixels, format);
     }
 
     private static byte[] DropAlpha(byte[] rgba)

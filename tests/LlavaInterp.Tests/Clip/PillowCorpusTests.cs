@@ -37,7 +37,7 @@ public sealed class PillowCorpusTests
             "jpeg_gray", "jpeg_cmyk", "jpeg_exif", "jpeg_icc", "_1x1.", "_2x3.", "_17x9.", "_64x64.", "_500x375.",
             "png_palette_trns", "png_palette_short", "png_rgb16", "png_gray16", "png_la16", "png_rgba16", "_interlaced_",
             "_gamma_", "png_iccp", "gif_", "bmp_", "webp_lossless", "webp_lossy", "tiff_", "bad_", "jpeg_ycck",
-            "corrupt_jpeg_",
+            "corrupt_jpeg_", "corrupt_gif_", "corrupt_png_", "corrupt_tiff_", "gif_no_palette", "gif_partial_frame", "gif_800x600",
         ];
         foreach (string fragment in expected)
         {
@@ -84,9 +84,10 @@ public sealed class PillowCorpusTests
     [Fact]
     public void TransparentGifPixelsKeepAlphaAndShowPillowsPaletteColour()
     {
-        // Pillow's convert("RGB") shows the transparent index's palette colour; convert("RGBA") would show alpha 0.
-        // The decoded image carries both: the colour (checked byte for byte by DecodesLikePillow) and the alpha.
-        foreach (string file in new[] { "gif_trns_64x64.gif", "gif_partial_frame_trns_9x7.gif", "gif_partial_frame_9x7.gif" })
+        // Pillow's convert("RGB") shows the transparent index's palette colour, also around a first frame smaller
+        // than the canvas (filled with that index); convert("RGBA") would show alpha 0. The decoded image carries
+        // both: the colour (checked byte for byte by DecodesLikePillow) and the alpha.
+        foreach (string file in new[] { "gif_trns_64x64.gif", "gif_partial_frame_trns_9x7.gif" })
         {
             DecodedImage decoded = PilImageDecoder.Decode(Path.Combine(Dir, file));
             Assert.Equal(PilImageMode.Rgba, decoded.Mode);
@@ -102,11 +103,14 @@ public sealed class PillowCorpusTests
                 }
             }
 
-            // Some pixels are hidden, all of them show one palette colour, and it is not Skia's black.
+            // Some pixels are transparent, all of them show one palette colour, and it is not Skia's black.
             Assert.InRange(hidden, 1, (decoded.Width * decoded.Height) - 1);
             Assert.Single(colours);
             Assert.NotEqual(0, colours.Single());
         }
+
+        // Without a transparent index Pillow's GIF is opaque: outside the frame it shows palette entry 0.
+        Assert.Equal(PilImageMode.Rgb, PilImageDecoder.Decode(Path.Combine(Dir, "gif_partial_frame_9x7.gif")).Mode);
     }
 
     [Theory]
