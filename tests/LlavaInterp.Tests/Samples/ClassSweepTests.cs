@@ -87,6 +87,20 @@ public sealed class ClassSweepTests
     }
 
     [Fact]
+    public async Task BatchedSweepGivesTheSameTables()
+    {
+        // Two images per forward: the same tables as one per forward (the batching is not a setting of the numbers).
+        using var dir = new TempDir();
+        string images = MakeImageNetFolder(dir);
+        (await Sweep(images, Path.Combine(dir.Path, "one"))).Succeeded();
+        (await Sweep(images, Path.Combine(dir.Path, "two"), "--batch-size", "2")).Succeeded();
+        string one = await File.ReadAllTextAsync(Path.Combine(dir.Path, "one", "features.csv"));
+        string two = await File.ReadAllTextAsync(Path.Combine(dir.Path, "two", "features.csv"));
+        Assert.Equal(one.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(r => r.Split(',')[..3]), two.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(r => r.Split(',')[..3]));
+        Assert.Equal(2, (await Sweep(images, Path.Combine(dir.Path, "zero"), "--batch-size", "0")).Code);
+    }
+
+    [Fact]
     public async Task SavedClassesFromOtherSettingsAreNotReused()
     {
         using var dir = new TempDir();
