@@ -196,7 +196,8 @@ public sealed class ComputeDTypeTests(ITestOutputHelper output)
         TensorAssert.Close(expected, actual, what: "blocked cast linear");
     }
 
-    private static HookedLlava RoundedFloat32Model()
+    /// <summary>The fixture model in float32 with every weight rounded to bfloat16 (the reference of the mixed mode).</summary>
+    internal static HookedLlava RoundedFloat32Model()
     {
         var model = HookedLlava.FromPretrained(Fixture.ModelDir, new LlavaLoadOptions { WeightLoading = WeightLoading.Copied });
         RoundToBf16(model);
@@ -213,7 +214,7 @@ public sealed class ComputeDTypeTests(ITestOutputHelper output)
         }
     }
 
-    private static LlavaPrompt ImageChatPrompt(HookedLlava model) =>
+    internal static LlavaPrompt ImageChatPrompt(HookedLlava model) =>
         model.Processor!.Prepare(Fixture.Manifest.GetProperty("prompts").GetProperty("image_chat").GetProperty("rendered_chat_template").GetString()!, [Fixture.Image("gradient_rgb")], raw: true);
 
     private static long Bytes(HookedLlava model) => model.parameters().Sum(p => p.numel() * p.element_size());
