@@ -43,11 +43,15 @@ public static class SideBySide
         return 0;
     }
 
-    /// <summary>Times the table's paths: <c>side-by-side --model DIR [--runs N]</c>.</summary>
+    /// <summary>
+    /// Times the table's paths: <c>side-by-side --model DIR [--runs N] [--dtype-modes-only]</c>; the last flag keeps
+    /// only the float32 last-position prefill and decode step as the baseline of the dtype modes.
+    /// </summary>
     public static int Run(string[] args)
     {
-        string folder = Option(args, "--model") ?? throw new ArgumentException("usage: side-by-side --model DIR [--runs N]");
+        string folder = Option(args, "--model") ?? throw new ArgumentException("usage: side-by-side --model DIR [--runs N] [--dtype-modes-only]");
         int runs = int.Parse(Option(args, "--runs") ?? "3", System.Globalization.CultureInfo.InvariantCulture);
+        bool modesOnly = args.Contains("--dtype-modes-only");
         // The fixture tokenizer's <image> id stands in for the config's (costs do not depend on which row it is).
         var stored = LlavaConfig.Load(Path.Combine(folder, "config.json"));
         var tokenizer = GemmaTokenizer.FromPretrained(MidSizeLlava.FixtureModelDir);
@@ -66,28 +70,10 @@ public static class SideBySide
         using var prompt = MakePrompt(config, tokenizer);
         using var inference = torch.inference_mode();
         var input = LlavaInput.From(prompt);
-        results["vision_projector_s"] = Time(runs, () => model!.GetImageFeatures(prompt.PixelValues!).Dispose());
         results["prefill_last_logits_s"] = Time(runs, () => model!.call(input with { LogitsToKeep = 1 }).Dispose());
-        results["prefill_all_logits_s"] = Time(runs, () => model!.call(input).Dispose());
-        results["forward_stop_after_block_4_s"] = Time(runs, () =>
+        if (!modesOnly)
         {
-            var (output, cache) = model!.RunWithCache(input with { ComputeLogits = false }, n => n == "blocks.4.hook_resid_post", stopAtLayer: 5);
-            output.Dispose();
-            cache.Dispose();
-        });
-
-        // Generation without stop tokens (exactly N tokens; the model has no processor, so nothing is decoded): time to
-        // first token = a 1-token generation (prefill + one sampling step); decode step = the other 31 tokens' share.
-        var one = Time(runs, () => model!.Generate(prompt, new GenerationOptions { MaxNewTokens = 1, StopTokenIds = [] }));
-        var thirtyTwo = Time(runs, () => model!.Generate(prompt, new GenerationOptions { MaxNewTokens = 32, StopTokenIds = [] }));
-        results["generate32_s"] = thirtyTwo;
-        results["generate32_time_to_first_token_s"] = one;
-        results["decode_step_s"] = [.. thirtyTwo.Select(t => (t - Median(one)) / 31)];
-
-        using (var sae = MidSizeLlava.RandomSae(config.TextConfig.HiddenSize, 16384, "blocks.4.hook_resid_post", 4))
-        using (var x = torch.randn([prompt.Ids.Count, config.TextConfig.HiddenSize], generator: new torch.Generator(5)))
-        {
-            results["sae_encode_fp32_s"] = Time(runs, () => sae.Encode(x).Dispose());
+            TimeFloat32Paths(runs, model!, prompt, input, config, results);
         }
 
         results["decode_step_direct_s"] = DecodeSteps(runs, model!, input);
@@ -136,6 +122,33 @@ public static class SideBySide
         };
         Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
         return 0;
+    }
+
+    // The float32 rows of the table beyond the last-position prefill (skipped by --dtype-modes-only).
+    private static void TimeFloat32Paths(int runs, HookedLlava model, LlavaPrompt prompt, LlavaInput input, LlavaConfig config, Dictionary<string, double[]> results)
+    {
+        results["vision_projector_s"] = Time(runs, () => model.GetImageFeatures(prompt.PixelValues!).Dispose());
+        results["prefill_all_logits_s"] = Time(runs, () => model.call(input).Dispose());
+        results["forward_stop_after_block_4_s"] = Time(runs, () =>
+        {
+            var (output, cache) = model.RunWithCache(input with { ComputeLogits = false }, n => n == "blocks.4.hook_resid_post", stopAtLayer: 5);
+            output.Dispose();
+            cache.Dispose();
+        });
+
+        // Generation without stop tokens (exactly N tokens; the model has no processor, so nothing is decoded): time to
+        // first token = a 1-token generation (prefill + one sampling step); decode step = the other 31 tokens' share.
+        var one = Time(runs, () => model.Generate(prompt, new GenerationOptions { MaxNewTokens = 1, StopTokenIds = [] }));
+        var thirtyTwo = Time(runs, () => model.Generate(prompt, new GenerationOptions { MaxNewTokens = 32, StopTokenIds = [] }));
+        results["generate32_s"] = thirtyTwo;
+        results["generate32_time_to_first_token_s"] = one;
+        results["decode_step_s"] = [.. thirtyTwo.Select(t => (t - Median(one)) / 31)];
+
+        using (var sae = MidSizeLlava.RandomSae(config.TextConfig.HiddenSize, 16384, "blocks.4.hook_resid_post", 4))
+        using (var x = torch.randn([prompt.Ids.Count, config.TextConfig.HiddenSize], generator: new torch.Generator(5)))
+        {
+            results["sae_encode_fp32_s"] = Time(runs, () => sae.Encode(x).Dispose());
+        }
     }
 
     private static HookedLlava Load(string folder, LlavaConfig config, torch.ScalarType dtype, torch.ScalarType? computeDType = null)

@@ -9,9 +9,15 @@ namespace LlavaInterp.Nn;
 /// </summary>
 public static class WeightCast
 {
-    // A cast weight larger than this (in elements) is cast and multiplied in row blocks: Gemma-2b's tied 256000 x 2048
-    // unembedding would otherwise need a transient 2 GB float32 copy, more than the memory bfloat16 storage saves.
-    private const long MaxCastElements = 1L << 24;
+    // A cast weight is cast and multiplied in blocks of output rows, so no full-size float32 copy of it ever exists
+    // (Gemma-2b's tied 256000 x 2048 unembedding would need 2 GB). Measured at Gemma-2b width (docs/performance.md):
+    // for a decode step (few input rows, memory-bound) 1 M-element blocks, whose float32 copy is still in cache when
+    // the product reads it, took 0.23 s where one cast per weight took 1.7 s and 256 K-element blocks 0.34-0.68 s (more
+    // calls); a prefill (GEMM-bound) was the same with 4 M and 16 M; 4 M (16 MB) stays under glibc's 32 MB mmap
+    // ceiling, so the block's memory is reused from the heap rather than page-faulted in afresh each time.
+    private const long FewRows = 16;
+    private const long FewRowsBlockElements = 1L << 20;
+    private const long ManyRowsBlockElements = 1L << 22;
 
     /// <summary>
     /// <paramref name="weight"/> in <paramref name="dtype"/>: the tensor itself when it already is (never dispose it
@@ -25,7 +31,8 @@ public static class WeightCast
 
     /// <summary>
     /// <c>linear(input, weight, bias)</c> with the weight and bias cast to the input's dtype when they differ from it;
-    /// the casts are disposed before this returns. Large weights are cast block by block of output rows.
+    /// the casts are disposed before this returns. Weights are cast block by block of output rows (sized by how many
+    /// input rows there are) and the blocks' products concatenated.
     /// </summary>
     /// <param name="input">[..., in].</param>
     /// <param name="weight">[out, in].</param>
@@ -43,7 +50,9 @@ public static class WeightCast
 
         using var scope = NewDisposeScope();
         long rows = weight.shape[0];
-        long block = Math.Max(1, MaxCastElements / Math.Max(1, weight.shape[1]));
+        long inputRows = input.numel() / Math.Max(1, input.shape[^1]);
+        long maxElements = inputRows <= FewRows ? FewRowsBlockElements : ManyRowsBlockElements;
+        long block = Math.Max(1, maxElements / Math.Max(1, weight.shape[1]));
         if (rows <= block)
         {
             return nn.functional.linear(input, weight.to(dtype), bias?.to(dtype)).MoveToOuterDisposeScope();

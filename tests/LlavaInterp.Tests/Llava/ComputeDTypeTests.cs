@@ -180,16 +180,19 @@ public sealed class ComputeDTypeTests(ITestOutputHelper output)
         TensorAssert.Close(a.Logits!, b.Logits!, what: "Gemma bf16 storage + fp32 compute");
     }
 
-    [Fact]
-    public void ALargeCastWeightIsMultipliedInBlocksWithTheSameResult()
+    [Theory]
+    [InlineData(3)]
+    [InlineData(40)]
+    public void ALargeCastWeightIsMultipliedInBlocksWithTheSameResult(int rows)
     {
         using var scope = NewDisposeScope();
         using var generator = new Generator(11);
 
-        // 70000 x 256 = 17.9 M elements: above the block limit, so three row blocks, the last one partial.
+        // 70000 x 256 = 17.9 M elements: cast in row blocks for few input rows (decode) and for many (prefill), the
+        // last block partial either way.
         var weight = randn(70000, 256, generator: generator).to(ScalarType.BFloat16);
         var bias = randn(70000, generator: generator).to(ScalarType.BFloat16);
-        var x = randn(3, 256, generator: generator);
+        var x = randn(rows, 256, generator: generator);
         var expected = nn.functional.linear(x, weight.to(ScalarType.Float32), bias.to(ScalarType.Float32));
         var actual = WeightCast.Linear(x, weight, bias);
         Assert.Equal(ScalarType.Float32, actual.dtype);
