@@ -199,6 +199,22 @@ public sealed class ComputeDTypeTests(ITestOutputHelper output)
         TensorAssert.Close(expected, actual, what: "blocked cast linear");
     }
 
+    [Fact]
+    public void ACastLinearStaysDifferentiableThroughItsBlocks()
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(12);
+
+        // Blocks reuse one cast buffer unless autograd needs each block's weight kept: the gradient must be the full
+        // weight's, not the last block's written over the others.
+        var weight = randn(9000, 256, generator: generator).to(ScalarType.BFloat16);
+        var x = randn(2, 256, generator: generator).requires_grad_();
+        WeightCast.Linear(x, weight, null).square().sum().backward();
+        var reference = x.detach().clone().requires_grad_();
+        nn.functional.linear(reference, weight.to(ScalarType.Float32)).square().sum().backward();
+        TensorAssert.Close(reference.grad!, x.grad!, what: "input gradient through the blocked cast");
+    }
+
     /// <summary>The fixture model in float32 with every weight rounded to bfloat16 (the reference of the mixed mode).</summary>
     internal static HookedLlava RoundedFloat32Model()
     {
