@@ -13,8 +13,7 @@ public static class WeightCast
     // (Gemma-2b's tied 256000 x 2048 unembedding would need 2 GB). Measured at Gemma-2b width (docs/performance.md):
     // for a decode step (few input rows, memory-bound) 1 M-element blocks, whose float32 copy is still in cache when
     // the product reads it, took 0.23 s, 16 M-element blocks 1.7 s and 256 K-element ones 0.34-0.68 s (more calls); a
-    // prefill (GEMM-bound) took the same with 4 M and 16 M, and 4 M (16 MB) stays under glibc's 32 MB mmap ceiling, so
-    // the block's memory is reused from the heap rather than page-faulted in afresh each time.
+    // prefill (GEMM-bound) took the same with 4 M and 16 M, and 4 M keeps the per-thread buffer at 16 MB.
     private const long FewRows = 16;
     private const long FewRowsBlockElements = 1L << 20;
     private const long ManyRowsBlockElements = 1L << 22;
