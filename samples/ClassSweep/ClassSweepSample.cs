@@ -64,7 +64,7 @@ public static class ClassSweepSample
                 stdout.WriteLine(TinyModel.Notice);
             }
 
-            using var model = await Sources.LoadModelAsync(modelPath, ScalarType.Float32, stderr, ct);
+            using var model = await Sources.LoadModelAsync(modelPath, ModelDType.Float32, stderr, ct);
             using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct);
             var explanations = await Sources.LoadExplanationsAsync(explanationsArg ?? (TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null), sae, stderr, ct);
             var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations) { BatchSize = batchSize });

@@ -43,7 +43,7 @@ public static class FeatureAnalysisSample
             }
 
             // 1. The model, the SAE and its feature descriptions.
-            using var model = await Sources.LoadModelAsync(modelPath, TorchSharp.torch.ScalarType.Float32, stderr, ct);
+            using var model = await Sources.LoadModelAsync(modelPath, ModelDType.Float32, stderr, ct);
             using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct);
             var explanations = await Sources.LoadExplanationsAsync(explanationsArg ?? (TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null), sae, stderr, ct);
             var analyzer = CliArgs.Usage(() => new FeatureAnalyzer(model, sae.Sae, explanations));

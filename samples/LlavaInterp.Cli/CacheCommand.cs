@@ -13,7 +13,7 @@ public static class CacheCommand
     /// <summary>The command's help.</summary>
     public const string Help = """
         usage: llava-interp cache --model PATH|REPO [--image FILE ...] --prompt TEXT [--raw] [--hooks GLOB ...]
-                                  [--stop-at-layer N] [--dtype float32|bfloat16|float16]
+                                  [--stop-at-layer N] [--dtype float32|bfloat16|float16|bfloat16-float32|auto]
                                   [--device cpu|cuda|cuda:N] --out FILE.safetensors
 
         Runs the prompt once and writes a safetensors file with

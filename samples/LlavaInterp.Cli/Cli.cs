@@ -28,7 +28,7 @@ public static class Cli
         --model and --sae take a local folder or a Hugging Face name: Intel/llava-gemma-2b,
         gemma-2b-res-jb/blocks.12.hook_resid_post (SAELens release/id). Downloads go to the Hugging Face cache
         (HF_HOME, HF_HUB_OFFLINE and HF_TOKEN are honoured). Every command that loads a model takes
-        --device cpu|cuda|cuda:N and --dtype float32|bfloat16|float16. Progress goes to stderr, results to stdout.
+        --device cpu|cuda|cuda:N and --dtype float32|bfloat16|float16|bfloat16-float32|auto. Progress goes to stderr, results to stdout.
         """;
 
     /// <summary>

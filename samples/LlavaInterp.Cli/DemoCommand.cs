@@ -17,7 +17,7 @@ public static class DemoCommand
     public const string Help = """
         usage: llava-interp demo [--model PATH|REPO] [--sae PATH|RELEASE/ID] [--out DIR] [--image FILE ...]
                                  [--feature F] [--alpha A] [--max-new-tokens N] [--explanations FILE|URL]
-                                 [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
+                                 [--dtype float32|bfloat16|float16|bfloat16-float32|auto] [--device cpu|cuda|cuda:N]
                                  [--colormap jet|viridis|hot|gray] [--range MIN:MAX]
 
         Without options it runs offline on tiny-llava-gemma, a tiny random-weight test model shipped with the repo

@@ -16,7 +16,7 @@ public static class FeaturesCommand
                                      (--image FILE ... | --image-dir DIR [--per-class N]) [--prompt TEXT] [--raw]
                                      [--top-k K] [--positions image|last|all|INDEX] [--aggregate sum|mean|max]
                                      [--exclude-dense FRACTION] [--heatmap OUT.png --feature F] [--json]
-                                     [--batch-size N] [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
+                                     [--batch-size N] [--dtype float32|bfloat16|float16|bfloat16-float32|auto] [--device cpu|cuda|cuda:N]
 
         Runs the model up to the SAE's layer for each image with the prompt (default "Describe the image."), encodes the
         activation at the SAE's hook point and ranks features by their activation aggregated over --positions

@@ -15,7 +15,7 @@ public static class GenerateCommand
         usage: llava-interp generate --model PATH|REPO [--image FILE ...] --prompt TEXT [--raw] [--max-new-tokens N]
                                      [--greedy | --temperature T [--top-p P] [--top-k K] [--seed S]] [--json]
                                      [--sae PATH|RELEASE/ID (--steer F=ALPHA | --clamp F=VALUE | --ablate F) ...
-                                      [--positions all|image|generated]] [--dtype float32|bfloat16|float16]
+                                      [--positions all|image|generated]] [--dtype float32|bfloat16|float16|bfloat16-float32|auto]
                                      [--device cpu|cuda|cuda:N]
 
         Prints the generated text (new tokens only), or with --json {"prompt_tokens":[…],"tokens":[…],"text":"…"}.

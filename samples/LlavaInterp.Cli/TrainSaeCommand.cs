@@ -18,7 +18,7 @@ public static class TrainSaeCommand
                                       [--lr 1e-4] [--lr-warm-up N] [--l1-warm-up N] [--batch 4096] [--epochs 1]
                                       [--tokens image|text|both] [--image-share X] [--buffer ROWS] [--shards FOLDER]
                                       [--compute-dtype float32|bfloat16] [--seed N] [--checkpoint-every N] [--resume]
-                                      [--resample-every N] [--dtype float32|bfloat16|float16] [--device cpu|cuda|cuda:N]
+                                      [--resample-every N] [--dtype float32|bfloat16|float16|bfloat16-float32|auto] [--device cpu|cuda|cuda:N]
 
         Runs every prompt on every image of --images (one image per prompt, the image placed first), keeps the
         activations of --hook at the chosen positions (stopping after the hook's block), writes them as safetensors

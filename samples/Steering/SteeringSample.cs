@@ -49,7 +49,7 @@ public static class SteeringSample
                 stdout.WriteLine(TinyModel.Notice);
             }
 
-            using var model = await Sources.LoadModelAsync(modelPath, TorchSharp.torch.ScalarType.Float32, stderr, ct);
+            using var model = await Sources.LoadModelAsync(modelPath, ModelDType.Float32, stderr, ct);
             using var sae = await Sources.LoadSaeAsync(saePath, null, stderr, ct);
             var explanations = await Sources.LoadExplanationsAsync(TinyModel.IsTiny(saePath) ? TinyModel.ExplanationsFile : null, sae, stderr, ct);
             using var prompted = Sources.ProcessorOf(model).Prepare(prompt, [image], raw);

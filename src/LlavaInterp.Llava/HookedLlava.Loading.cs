@@ -4,6 +4,7 @@ using LlavaInterp.Hub;
 using LlavaInterp.Models.Clip;
 using LlavaInterp.Models.Gemma;
 using LlavaInterp.Native;
+using LlavaInterp.Nn;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -46,6 +47,8 @@ public sealed partial class HookedLlava
     /// <exception cref="LlavaException">The tokenizer has ids the language model has no embedding rows for.</exception>
     /// <exception cref="TensorFileException">A missing or malformed checkpoint file.</exception>
     /// <exception cref="LlavaInterp.Loading.WeightLoadException">The checkpoint does not fit the configuration.</exception>
+    /// <exception cref="ArgumentException">A bad dtype combination in <paramref name="options"/> (its
+    /// <see cref="ArgumentException.ParamName"/> names the option).</exception>
     public static HookedLlava FromPretrained(string folder, LlavaLoadOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(folder);
@@ -83,7 +86,10 @@ public sealed partial class HookedLlava
             throw new LlavaException($"{Path.GetFullPath(folder)}: {ex.Message}", ex);
         }
 
-        var model = new HookedLlava(config, processor, options.DType, options.Device) { DefaultStopTokenIds = stops, Logger = logger };
+        var device = options.Device ?? TorchSharp.torch.CPU;
+        var text = config.TextConfig;
+        var compute = ComputeDTypes.Choose(options.DType, options.ComputeDType, options.AutoComputeDType, text.HiddenSize, text.IntermediateSize, device, logger, out var probe);
+        var model = new HookedLlava(config, processor, options.DType, device, compute) { DefaultStopTokenIds = stops, Logger = logger, ComputeDTypeProbe = probe };
         try
         {
             model.LoadWeights(source, options.Strict, cancellationToken, options.LoadProgress, options.WeightLoading);
@@ -94,7 +100,7 @@ public sealed partial class HookedLlava
             throw;
         }
 
-        logger.LogInformation("Loaded {Folder}: {Layers} language layers, {VisionLayers} vision layers, dtype {DType}.", folder, config.TextConfig.NumHiddenLayers, config.VisionConfig.NumHiddenLayers, options.DType);
+        logger.LogInformation("Loaded {Folder}: {Layers} language layers, {VisionLayers} vision layers, dtype {DType}, compute dtype {ComputeDType}.", folder, config.TextConfig.NumHiddenLayers, config.VisionConfig.NumHiddenLayers, options.DType, compute);
         return model;
     }
 

@@ -3,6 +3,7 @@ using LlavaInterp.Hub;
 using LlavaInterp.Loading;
 using LlavaInterp.Models.Clip;
 using LlavaInterp.Models.Gemma;
+using LlavaInterp.Nn;
 using LlavaInterp.TensorFiles;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -38,20 +39,24 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     /// <summary>Builds a model with uninitialised weights (load them with <see cref="LoadWeights"/>).</summary>
     /// <param name="config">The configuration.</param>
     /// <param name="processor">The processor (tokenizer and image processor), or null for a bare model.</param>
-    /// <param name="dtype">Parameter dtype.</param>
+    /// <param name="dtype">Parameter (storage) dtype: float32, bfloat16 or float16.</param>
     /// <param name="device">Device; the meta device builds a shape-only model.</param>
-    public HookedLlava(LlavaConfig config, LlavaProcessor? processor = null, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    /// <param name="computeDType">Activation dtype; <see langword="null"/> = <paramref name="dtype"/>. Float32 with
+    /// bfloat16 or float16 storage casts each weight to float32 at its use (see <see cref="ComputeDTypes"/>).</param>
+    /// <exception cref="ArgumentException">Unsupported dtype or dtype pair.</exception>
+    public HookedLlava(LlavaConfig config, LlavaProcessor? processor = null, ScalarType dtype = ScalarType.Float32, Device? device = null, ScalarType? computeDType = null)
         : base(nameof(HookedLlava))
     {
         Config = config ?? throw new ArgumentNullException(nameof(config));
         Processor = processor;
         DType = dtype;
+        ComputeDType = ComputeDTypes.Resolve(dtype, computeDType, nameof(dtype), nameof(computeDType));
         Device = device ?? CPU;
-        _visionTower = new HookedClipVisionModel(config.VisionConfig, HookedClipVisionModel.DefaultHookPrefix, Device, dtype);
+        _visionTower = new HookedClipVisionModel(config.VisionConfig, HookedClipVisionModel.DefaultHookPrefix, Device, dtype, ComputeDType);
         _projector = new LlavaMultiModalProjector(config, dtype, Device);
         hook_image_features = new HookPoint("hook_image_features");
         hook_inputs_embeds = new HookPoint("hook_inputs_embeds");
-        _languageModel = new HookedGemma(config.TextConfig, dtype, Device);
+        _languageModel = new HookedGemma(config.TextConfig, dtype, Device, ComputeDType);
         RegisterComponents();
         SetupHooks();
     }
@@ -65,8 +70,14 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
     /// <summary>The tokenizer (from <see cref="Processor"/>).</summary>
     public GemmaTokenizer Tokenizer => (Processor ?? throw new InvalidOperationException("This model was built without a processor.")).Tokenizer;
 
-    /// <summary>Parameter dtype.</summary>
+    /// <summary>Parameter (storage) dtype.</summary>
     public ScalarType DType { get; }
+
+    /// <summary>Activation dtype: pixels and embeddings are cast to it; hook points and the KV cache are in it.</summary>
+    public ScalarType ComputeDType { get; }
+
+    /// <summary>With <see cref="LlavaLoadOptions.AutoComputeDType"/>: what the start-up probe measured and chose; otherwise <see langword="null"/>.</summary>
+    public ComputeDTypeProbeResult? ComputeDTypeProbe { get; init; }
 
     /// <summary>Parameter device.</summary>
     public Device Device { get; }
@@ -96,7 +107,7 @@ public sealed partial class HookedLlava : HookedRootModule<LlavaInput, GemmaOutp
         ArgumentNullException.ThrowIfNull(pixelValues);
         ThrowIfDisposed();
         using var scope = NewDisposeScope();
-        var selected = _visionTower.GetFeatureLayer(pixelValues.to(DType, Device), Config.VisionFeatureLayer);
+        var selected = _visionTower.GetFeatureLayer(pixelValues.to(ComputeDType, Device), Config.VisionFeatureLayer);
         if (Config.DropsClsToken)
         {
             selected = selected[.., 1..];

@@ -10,6 +10,22 @@ public sealed record LlavaLoadOptions
     /// <summary>Parameter dtype: float32 (default, exact to HF's float32 numbers), bfloat16 or float16.</summary>
     public ScalarType DType { get; init; } = ScalarType.Float32;
 
+    /// <summary>
+    /// Activation dtype; <see langword="null"/> (default) = <see cref="DType"/>. <c>DType = BFloat16, ComputeDType =
+    /// Float32</c> keeps the weights in bfloat16 (half the memory; bfloat16 tensors in the file stay mapped) and runs
+    /// the vision tower, projector and language model in float32, each weight cast at its use: the numbers of the
+    /// float32 model on bfloat16-rounded weights. Otherwise it must equal <see cref="DType"/>.
+    /// </summary>
+    public ScalarType? ComputeDType { get; init; }
+
+    /// <summary>
+    /// With <see cref="DType"/> BFloat16 or Float16 and no <see cref="ComputeDType"/>: a short start-up probe times a
+    /// <c>linear</c> at the language model's MLP shape in both dtypes and computes in the storage dtype where it is at
+    /// least <see cref="LlavaInterp.Nn.ComputeDTypes.AutoSpeedupThreshold"/> times faster than float32, else in float32.
+    /// The result is logged and kept in <see cref="HookedLlava.ComputeDTypeProbe"/>. Default false.
+    /// </summary>
+    public bool AutoComputeDType { get; init; }
+
     /// <summary>Device; null is the CPU.</summary>
     public Device? Device { get; init; }
 

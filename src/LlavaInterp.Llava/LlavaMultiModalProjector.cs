@@ -13,10 +13,10 @@ namespace LlavaInterp.Llava;
 public sealed class LlavaMultiModalProjector : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "linear_1")]
-    private readonly Linear _linear1;
+    private readonly CastLinear _linear1;
 
     [ComponentName(Name = "linear_2")]
-    private readonly Linear _linear2;
+    private readonly CastLinear _linear2;
 
     private readonly Func<Tensor, Tensor> _act;
 
@@ -26,8 +26,8 @@ public sealed class LlavaMultiModalProjector : nn.Module<Tensor, Tensor>
     {
         long vision = config.VisionConfig.HiddenSize;
         long text = config.TextConfig.HiddenSize;
-        _linear1 = EmptyModules.Linear(vision, text, config.MultimodalProjectorBias, dtype, device);
-        _linear2 = EmptyModules.Linear(text, text, config.MultimodalProjectorBias, dtype, device);
+        _linear1 = new CastLinear(vision, text, config.MultimodalProjectorBias, dtype, device);
+        _linear2 = new CastLinear(text, text, config.MultimodalProjectorBias, dtype, device);
         _act = Activation.Get(config.ProjectorHiddenAct, nameof(LlavaConfig), "projector_hidden_act").Apply;
         RegisterComponents();
     }

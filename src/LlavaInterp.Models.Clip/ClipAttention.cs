@@ -13,16 +13,16 @@ namespace LlavaInterp.Models.Clip;
 internal sealed class ClipAttention : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
     [ComponentName(Name = "k_proj")]
-    private readonly Linear _kProj;
+    private readonly CastLinear _kProj;
 
     [ComponentName(Name = "v_proj")]
-    private readonly Linear _vProj;
+    private readonly CastLinear _vProj;
 
     [ComponentName(Name = "q_proj")]
-    private readonly Linear _qProj;
+    private readonly CastLinear _qProj;
 
     [ComponentName(Name = "out_proj")]
-    private readonly Linear _outProj;
+    private readonly CastLinear _outProj;
 
     // [batch, pos, head, d_head], before the head_dim^-0.5 scale.
     [ComponentName(Name = "hook_q")]
@@ -59,10 +59,10 @@ internal sealed class ClipAttention : torch.nn.Module<torch.Tensor, torch.Tensor
         _heads = config.NumAttentionHeads;
         _headDim = config.HeadDim;
         _scale = Math.Pow(_headDim, -0.5);
-        _kProj = EmptyModules.Linear(d, d, true, dtype, device);
-        _vProj = EmptyModules.Linear(d, d, true, dtype, device);
-        _qProj = EmptyModules.Linear(d, d, true, dtype, device);
-        _outProj = EmptyModules.Linear(d, d, true, dtype, device);
+        _kProj = new CastLinear(d, d, true, dtype, device);
+        _vProj = new CastLinear(d, d, true, dtype, device);
+        _qProj = new CastLinear(d, d, true, dtype, device);
+        _outProj = new CastLinear(d, d, true, dtype, device);
         _hookQ = new HookPoint(hookPrefix + "hook_q", layer);
         _hookK = new HookPoint(hookPrefix + "hook_k", layer);
         _hookV = new HookPoint(hookPrefix + "hook_v", layer);
@@ -73,16 +73,16 @@ internal sealed class ClipAttention : torch.nn.Module<torch.Tensor, torch.Tensor
     }
 
     /// <summary>Query projection (weight [d_model, d_model], bias [d_model]).</summary>
-    public Linear QProj => _qProj;
+    public CastLinear QProj => _qProj;
 
     /// <summary>Key projection.</summary>
-    public Linear KProj => _kProj;
+    public CastLinear KProj => _kProj;
 
     /// <summary>Value projection.</summary>
-    public Linear VProj => _vProj;
+    public CastLinear VProj => _vProj;
 
     /// <summary>Output projection.</summary>
-    public Linear OutProj => _outProj;
+    public CastLinear OutProj => _outProj;
 
     /// <summary>[batch, pos, d_model] → [batch, pos, d_model] (after <c>out_proj</c>).</summary>
     public override torch.Tensor forward(torch.Tensor hidden)

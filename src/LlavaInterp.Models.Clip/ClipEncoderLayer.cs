@@ -18,7 +18,7 @@ internal sealed class ClipEncoderLayer : torch.nn.Module<torch.Tensor, torch.Ten
     private readonly HookPoint _hookResidPre;
 
     [ComponentName(Name = "layer_norm1")]
-    private readonly LayerNorm _layerNorm1;
+    private readonly CastLayerNorm _layerNorm1;
 
     // [batch, pos, d_model]: layer_norm1 output (weight and bias applied).
     [ComponentName(Name = "hook_ln1_normalized")]
@@ -36,7 +36,7 @@ internal sealed class ClipEncoderLayer : torch.nn.Module<torch.Tensor, torch.Ten
     private readonly HookPoint _hookResidMid;
 
     [ComponentName(Name = "layer_norm2")]
-    private readonly LayerNorm _layerNorm2;
+    private readonly CastLayerNorm _layerNorm2;
 
     // [batch, pos, d_model]: layer_norm2 output.
     [ComponentName(Name = "hook_ln2_normalized")]
@@ -59,12 +59,12 @@ internal sealed class ClipEncoderLayer : torch.nn.Module<torch.Tensor, torch.Ten
         string p = $"{hookPrefix}blocks.{layer}.";
         _hookResidPre = new HookPoint(p + "hook_resid_pre", layer);
         _selfAttn = new ClipAttention(config, p + "attn.", layer, device, dtype);
-        _layerNorm1 = EmptyModules.LayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
+        _layerNorm1 = new CastLayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
         _hookLn1 = new HookPoint(p + "ln1.hook_normalized", layer);
         _hookAttnOut = new HookPoint(p + "hook_attn_out", layer);
         _hookResidMid = new HookPoint(p + "hook_resid_mid", layer);
         _mlp = new ClipMlp(config, p + "mlp.", layer, device, dtype);
-        _layerNorm2 = EmptyModules.LayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
+        _layerNorm2 = new CastLayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
         _hookLn2 = new HookPoint(p + "ln2.hook_normalized", layer);
         _hookMlpOut = new HookPoint(p + "hook_mlp_out", layer);
         _hookResidPost = new HookPoint(p + "hook_resid_post", layer);
@@ -75,13 +75,13 @@ internal sealed class ClipEncoderLayer : torch.nn.Module<torch.Tensor, torch.Ten
     public ClipAttention SelfAttn => _selfAttn;
 
     /// <summary>LayerNorm before attention.</summary>
-    public LayerNorm LayerNorm1 => _layerNorm1;
+    public CastLayerNorm LayerNorm1 => _layerNorm1;
 
     /// <summary>The MLP block.</summary>
     public ClipMlp Mlp => _mlp;
 
     /// <summary>LayerNorm before the MLP.</summary>
-    public LayerNorm LayerNorm2 => _layerNorm2;
+    public CastLayerNorm LayerNorm2 => _layerNorm2;
 
     /// <summary>[batch, pos, d_model] → [batch, pos, d_model].</summary>
     public override torch.Tensor forward(torch.Tensor hidden)

@@ -10,7 +10,7 @@ namespace LlavaInterp.Models.Clip;
 internal sealed class ClipMlp : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
     [ComponentName(Name = "fc1")]
-    private readonly Linear _fc1;
+    private readonly CastLinear _fc1;
 
     // [batch, pos, d_mlp]: fc1 output, before the activation.
     [ComponentName(Name = "hook_pre")]
@@ -21,26 +21,26 @@ internal sealed class ClipMlp : torch.nn.Module<torch.Tensor, torch.Tensor>
     private readonly HookPoint _hookPost;
 
     [ComponentName(Name = "fc2")]
-    private readonly Linear _fc2;
+    private readonly CastLinear _fc2;
 
     private readonly Func<torch.Tensor, torch.Tensor> _activation;
 
     internal ClipMlp(ClipVisionConfig config, string hookPrefix, int layer, torch.Device device, torch.ScalarType dtype)
         : base(nameof(ClipMlp))
     {
-        _fc1 = EmptyModules.Linear(config.HiddenSize, config.IntermediateSize, true, dtype, device);
+        _fc1 = new CastLinear(config.HiddenSize, config.IntermediateSize, true, dtype, device);
         _hookPre = new HookPoint(hookPrefix + "hook_pre", layer);
         _hookPost = new HookPoint(hookPrefix + "hook_post", layer);
-        _fc2 = EmptyModules.Linear(config.IntermediateSize, config.HiddenSize, true, dtype, device);
+        _fc2 = new CastLinear(config.IntermediateSize, config.HiddenSize, true, dtype, device);
         _activation = Activation.Get(config.HiddenAct, nameof(ClipVisionConfig), "hidden_act").Apply;
         RegisterComponents();
     }
 
     /// <summary>First projection (weight [d_mlp, d_model]).</summary>
-    public Linear Fc1 => _fc1;
+    public CastLinear Fc1 => _fc1;
 
     /// <summary>Second projection (weight [d_model, d_mlp]).</summary>
-    public Linear Fc2 => _fc2;
+    public CastLinear Fc2 => _fc2;
 
     /// <summary>[batch, pos, d_model] → [batch, pos, d_model].</summary>
     public override torch.Tensor forward(torch.Tensor hidden)

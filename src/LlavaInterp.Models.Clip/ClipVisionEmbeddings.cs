@@ -8,8 +8,9 @@ namespace LlavaInterp.Models.Clip;
 
 /// <summary>
 /// HF <c>CLIPVisionEmbeddings</c>: patch convolution (no bias), flattened row-major (token 1 + r·cols + c), a learned
-/// CLS token in front, plus the learned position table. Input pixels [batch, channels, H, W] are cast to the weight
-/// dtype first, as HF does.
+/// CLS token in front, plus the learned position table. Input pixels [batch, channels, H, W] are cast to the compute
+/// dtype first (HF casts them to the weight dtype, which is the compute dtype unless weights are stored narrower).
+/// Weights stored narrower are cast to the compute dtype at their use.
 /// </summary>
 internal sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch.Tensor>
 {
@@ -17,7 +18,7 @@ internal sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch
     private readonly Parameter _classEmbedding;
 
     [ComponentName(Name = "patch_embedding")]
-    private readonly Conv2d _patchEmbedding;
+    private readonly CastPatchConv2d _patchEmbedding;
 
     // [batch, patches, d_model]: conv output flattened row-major, before CLS and positions.
     [ComponentName(Name = "hook_patch_embed")]
@@ -26,11 +27,14 @@ internal sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch
     [ComponentName(Name = "position_embedding")]
     private readonly ClipPositionEmbedding _positionEmbedding;
 
-    internal ClipVisionEmbeddings(ClipVisionConfig config, string hookPrefix, torch.Device device, torch.ScalarType dtype)
+    private readonly torch.ScalarType _computeDType;
+
+    internal ClipVisionEmbeddings(ClipVisionConfig config, string hookPrefix, torch.Device device, torch.ScalarType dtype, torch.ScalarType computeDType)
         : base(nameof(ClipVisionEmbeddings))
     {
+        _computeDType = computeDType;
         _classEmbedding = EmptyModules.Parameter(dtype, device, config.HiddenSize);
-        _patchEmbedding = torch.nn.Conv2d(config.NumChannels, config.HiddenSize, config.PatchSize, stride: config.PatchSize, bias: false, device: device, dtype: dtype);
+        _patchEmbedding = new CastPatchConv2d(config.NumChannels, config.HiddenSize, config.PatchSize, dtype, device);
         _hookPatchEmbed = new HookPoint(hookPrefix + "hook_patch_embed");
         _positionEmbedding = new ClipPositionEmbedding(config.NumPositions, config.HiddenSize, device, dtype);
         RegisterComponents();
@@ -40,7 +44,7 @@ internal sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch
     public Parameter ClassEmbedding => _classEmbedding;
 
     /// <summary>The patch convolution (weight [d_model, channels, patch, patch], no bias).</summary>
-    public Conv2d PatchEmbedding => _patchEmbedding;
+    public CastPatchConv2d PatchEmbedding => _patchEmbedding;
 
     /// <summary>The position table [num_positions, d_model].</summary>
     public ClipPositionEmbedding PositionEmbedding => _positionEmbedding;
@@ -49,12 +53,12 @@ internal sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch
     public override torch.Tensor forward(torch.Tensor pixelValues)
     {
         using var scope = torch.NewDisposeScope();
-        var weight = _patchEmbedding.weight!;
-        var pixels = pixelValues.to(weight.dtype, weight.device);
+        var weight = _patchEmbedding.Weight;
+        var pixels = pixelValues.to(_computeDType, weight.device);
         var conv = _patchEmbedding.call(pixels);                       // [batch, d_model, rows, cols]
         var patches = _hookPatchEmbed.call(conv.flatten(2).transpose(1, 2)); // [batch, rows*cols, d_model]
         long batch = patches.shape[0];
-        var cls = _classEmbedding.expand(batch, 1, -1);
+        var cls = WeightCast.To(_classEmbedding, patches.dtype).expand(batch, 1, -1);
         var tokens = torch.cat([cls, patches], dim: 1);
         if (tokens.shape[1] != _positionEmbedding.Weight.shape[0])
         {
@@ -62,6 +66,6 @@ internal sealed class ClipVisionEmbeddings : torch.nn.Module<torch.Tensor, torch
         }
 
         // Position ids are 0..num_positions-1, so the lookup is the whole table, broadcast over the batch.
-        return (tokens + _positionEmbedding.Weight).MoveToOuterDisposeScope();
+        return (tokens + WeightCast.To(_positionEmbedding.Weight, tokens.dtype)).MoveToOuterDisposeScope();
     }
 }

@@ -20,7 +20,7 @@ internal sealed class ClipVisionTransformer : torch.nn.Module<ClipVisionInput, C
     private readonly HookPoint _hookEmbed;
 
     [ComponentName(Name = "pre_layrnorm")]
-    private readonly LayerNorm _preLayrnorm;
+    private readonly CastLayerNorm _preLayrnorm;
 
     // [batch, tokens, d_model]: pre_layrnorm output = HF hidden_states[0] = blocks.0.hook_resid_pre.
     [ComponentName(Name = "hook_ln_pre_normalized")]
@@ -30,7 +30,7 @@ internal sealed class ClipVisionTransformer : torch.nn.Module<ClipVisionInput, C
     private readonly ClipEncoder _encoder;
 
     [ComponentName(Name = "post_layernorm")]
-    private readonly LayerNorm _postLayernorm;
+    private readonly CastLayerNorm _postLayernorm;
 
     // [batch, d_model]: post_layernorm of the last layer's CLS token = HF pooler_output.
     [ComponentName(Name = "hook_ln_post_normalized")]
@@ -38,16 +38,16 @@ internal sealed class ClipVisionTransformer : torch.nn.Module<ClipVisionInput, C
 
     private readonly ClipVisionConfig _config;
 
-    internal ClipVisionTransformer(ClipVisionConfig config, string hookPrefix, torch.Device device, torch.ScalarType dtype)
+    internal ClipVisionTransformer(ClipVisionConfig config, string hookPrefix, torch.Device device, torch.ScalarType dtype, torch.ScalarType computeDType)
         : base(nameof(ClipVisionTransformer))
     {
         _config = config;
-        _embeddings = new ClipVisionEmbeddings(config, hookPrefix, device, dtype);
+        _embeddings = new ClipVisionEmbeddings(config, hookPrefix, device, dtype, computeDType);
         _hookEmbed = new HookPoint(hookPrefix + "hook_embed");
-        _preLayrnorm = EmptyModules.LayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
+        _preLayrnorm = new CastLayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
         _hookLnPre = new HookPoint(hookPrefix + "ln_pre.hook_normalized");
         _encoder = new ClipEncoder(config, hookPrefix, device, dtype);
-        _postLayernorm = EmptyModules.LayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
+        _postLayernorm = new CastLayerNorm(config.HiddenSize, config.LayerNormEps, dtype, device);
         _hookLnPost = new HookPoint(hookPrefix + "ln_post.hook_normalized");
         RegisterComponents();
     }
@@ -56,13 +56,13 @@ internal sealed class ClipVisionTransformer : torch.nn.Module<ClipVisionInput, C
     public ClipVisionEmbeddings Embeddings => _embeddings;
 
     /// <summary>LayerNorm applied to the embeddings (HF spells it <c>pre_layrnorm</c>).</summary>
-    public LayerNorm PreLayrnorm => _preLayrnorm;
+    public CastLayerNorm PreLayrnorm => _preLayrnorm;
 
     /// <summary>The encoder layers.</summary>
     public ClipEncoder Encoder => _encoder;
 
     /// <summary>LayerNorm for the pooled CLS output only.</summary>
-    public LayerNorm PostLayernorm => _postLayernorm;
+    public CastLayerNorm PostLayernorm => _postLayernorm;
 
     /// <inheritdoc/>
     public override ClipVisionOutput forward(ClipVisionInput input)

@@ -1,5 +1,6 @@
 using LlavaInterp.Hooks;
 using LlavaInterp.Loading;
+using LlavaInterp.Nn;
 using LlavaInterp.TensorFiles;
 using TorchSharp;
 using TorchSharp.Utils;
@@ -34,10 +35,12 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
     /// <param name="config">The vision configuration (validated here).</param>
     /// <param name="hookPrefix">Prepended to every hook name; empty or ending in <c>.</c>.</param>
     /// <param name="device">Where to create the parameters (CPU when null; <c>meta</c> for shapes only).</param>
-    /// <param name="dtype">Parameter dtype (float32, bfloat16 or float16).</param>
+    /// <param name="dtype">Parameter (storage) dtype: float32, bfloat16 or float16.</param>
+    /// <param name="computeDType">Activation dtype; <see langword="null"/> = <paramref name="dtype"/>. Float32 with
+    /// bfloat16 or float16 storage casts each weight to float32 at its use (see <see cref="ComputeDTypes"/>).</param>
     /// <exception cref="Configuration.ConfigException">The configuration is invalid.</exception>
-    /// <exception cref="ArgumentException">The hook prefix or dtype is unusable.</exception>
-    public HookedClipVisionModel(ClipVisionConfig config, string hookPrefix = DefaultHookPrefix, torch.Device? device = null, torch.ScalarType dtype = torch.ScalarType.Float32)
+    /// <exception cref="ArgumentException">The hook prefix or a dtype is unusable.</exception>
+    public HookedClipVisionModel(ClipVisionConfig config, string hookPrefix = DefaultHookPrefix, torch.Device? device = null, torch.ScalarType dtype = torch.ScalarType.Float32, torch.ScalarType? computeDType = null)
         : base(nameof(HookedClipVisionModel))
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -48,20 +51,23 @@ public sealed class HookedClipVisionModel : HookedRootModule<ClipVisionInput, Cl
             throw new ArgumentException($"The hook prefix must be empty or end with '.', got '{hookPrefix}'.", nameof(hookPrefix));
         }
 
-        if (!torch.is_floating_point(dtype))
-        {
-            throw new ArgumentException($"The parameter dtype must be a floating-point type, got {dtype}.", nameof(dtype));
-        }
-
+        ComputeDType = ComputeDTypes.Resolve(dtype, computeDType, nameof(dtype), nameof(computeDType));
         Config = config;
         HookPrefix = hookPrefix;
-        _visionModel = new ClipVisionTransformer(config, hookPrefix, device ?? torch.CPU, dtype);
+        DType = dtype;
+        _visionModel = new ClipVisionTransformer(config, hookPrefix, device ?? torch.CPU, dtype, ComputeDType);
         RegisterComponents();
         SetupHooks();
     }
 
     /// <summary>The vision configuration.</summary>
     public ClipVisionConfig Config { get; }
+
+    /// <summary>Parameter (storage) dtype.</summary>
+    public torch.ScalarType DType { get; }
+
+    /// <summary>Activation dtype: pixels are cast to it, and every hook point sees it.</summary>
+    public torch.ScalarType ComputeDType { get; }
 
     /// <summary>Prefix of every hook name (default <c>vision.</c>).</summary>
     public string HookPrefix { get; }

@@ -30,16 +30,16 @@ namespace LlavaInterp.Models.Gemma;
 internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tensor>
 {
     [ComponentName(Name = "q_proj")]
-    private readonly Linear _qProj;
+    private readonly CastLinear _qProj;
 
     [ComponentName(Name = "k_proj")]
-    private readonly Linear _kProj;
+    private readonly CastLinear _kProj;
 
     [ComponentName(Name = "v_proj")]
-    private readonly Linear _vProj;
+    private readonly CastLinear _vProj;
 
     [ComponentName(Name = "o_proj")]
-    private readonly Linear _oProj;
+    private readonly CastLinear _oProj;
 
     [ComponentName(Name = "hook_q")]
     private readonly HookPoint _hookQ;
@@ -95,10 +95,10 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
         long qWidth = (long)NumHeads * HeadDim;
         long kvWidth = (long)NumKeyValueHeads * HeadDim;
         bool bias = config.AttentionBias;
-        _qProj = EmptyModules.Linear(hidden, qWidth, bias, dtype, device);
-        _kProj = EmptyModules.Linear(hidden, kvWidth, bias, dtype, device);
-        _vProj = EmptyModules.Linear(hidden, kvWidth, bias, dtype, device);
-        _oProj = EmptyModules.Linear(qWidth, hidden, bias, dtype, device);
+        _qProj = new CastLinear(hidden, qWidth, bias, dtype, device);
+        _kProj = new CastLinear(hidden, kvWidth, bias, dtype, device);
+        _vProj = new CastLinear(hidden, kvWidth, bias, dtype, device);
+        _oProj = new CastLinear(qWidth, hidden, bias, dtype, device);
         string p = $"blocks.{layer}.attn.";
         _hookQ = new HookPoint(p + "hook_q", layer);
         _hookK = new HookPoint(p + "hook_k", layer);
@@ -125,16 +125,16 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
     public int HeadDim { get; }
 
     /// <summary><c>q_proj</c>.</summary>
-    public Linear QProj => _qProj;
+    public CastLinear QProj => _qProj;
 
     /// <summary><c>k_proj</c>.</summary>
-    public Linear KProj => _kProj;
+    public CastLinear KProj => _kProj;
 
     /// <summary><c>v_proj</c>.</summary>
-    public Linear VProj => _vProj;
+    public CastLinear VProj => _vProj;
 
     /// <summary><c>o_proj</c>.</summary>
-    public Linear OProj => _oProj;
+    public CastLinear OProj => _oProj;
 
     /// <summary>Runs attention over the new positions (and the cached ones).</summary>
     /// <param name="input">Normalised hidden states [batch, pos, hidden].</param>
@@ -216,7 +216,7 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
 
         var result = _hookResult.call(HeadResults(z));
         var output = result.sum(2);
-        return _oProj.bias is { } bias ? output + bias : output;
+        return _oProj.Bias is { } bias ? output + WeightCast.To(bias, output.dtype) : output;
     }
 
     /// <summary>
@@ -226,16 +226,16 @@ internal sealed class GemmaAttention : nn.Module<Tensor, GemmaLayerContext, Tens
     /// </summary>
     internal Tensor HeadResults(Tensor z)
     {
-        var wO = _oProj.weight!.to(z.dtype, z.device).view(-1, NumHeads, HeadDim);
+        var wO = _oProj.Weight.to(z.dtype, z.device).view(-1, NumHeads, HeadDim);
         return einsum("...hd,mhd->...hm", z, wO);
     }
 
     // [b, t, n, hidden] · W [n·head_dim, hidden] per head → [b, t, n, head_dim] (+ bias).
-    private Tensor ProjectPerHead(Tensor x, Linear projection, int heads)
+    private Tensor ProjectPerHead(Tensor x, CastLinear projection, int heads)
     {
-        var w = projection.weight!.view(heads, HeadDim, -1);
+        var w = WeightCast.To(projection.Weight, x.dtype).view(heads, HeadDim, -1);
         var y = einsum("btnm,ndm->btnd", x, w);
-        return projection.bias is { } bias ? y + bias.view(heads, HeadDim) : y;
+        return projection.Bias is { } bias ? y + WeightCast.To(bias, x.dtype).view(heads, HeadDim) : y;
     }
 
     // Key/value inputs given per query head: kv head g reads its group's first query head.

@@ -1,3 +1,4 @@
+using LlavaInterp.Nn;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
 
@@ -11,6 +12,22 @@ public sealed record GemmaLoadOptions
     /// Checkpoint tensors of another dtype are converted; tensors already in this dtype are memory-mapped, not copied.
     /// </summary>
     public ScalarType DType { get; init; } = ScalarType.Float32;
+
+    /// <summary>
+    /// Activation dtype; <see langword="null"/> (default) = <see cref="DType"/>. <c>DType = BFloat16, ComputeDType =
+    /// Float32</c> keeps the weights in bfloat16 (half the memory; bfloat16 tensors in the file stay mapped) and
+    /// computes in float32, each weight cast at its use: the numbers of the float32 model on bfloat16-rounded weights.
+    /// Otherwise it must equal <see cref="DType"/>.
+    /// </summary>
+    public ScalarType? ComputeDType { get; init; }
+
+    /// <summary>
+    /// With <see cref="DType"/> BFloat16 or Float16 and no <see cref="ComputeDType"/>: a short start-up probe times a
+    /// <c>linear</c> at the model's shapes in both dtypes and computes in the storage dtype where it is at least
+    /// <see cref="ComputeDTypes.AutoSpeedupThreshold"/> times faster than float32, else in float32. The result is logged
+    /// and kept in <see cref="HookedGemma.ComputeDTypeProbe"/>. Default false.
+    /// </summary>
+    public bool AutoComputeDType { get; init; }
 
     /// <summary>Parameter device; <see langword="null"/> = CPU.</summary>
     public Device? Device { get; init; }

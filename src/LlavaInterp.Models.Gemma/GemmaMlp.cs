@@ -19,13 +19,13 @@ namespace LlavaInterp.Models.Gemma;
 internal sealed class GemmaMlp : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "gate_proj")]
-    private readonly Linear _gateProj;
+    private readonly CastLinear _gateProj;
 
     [ComponentName(Name = "up_proj")]
-    private readonly Linear _upProj;
+    private readonly CastLinear _upProj;
 
     [ComponentName(Name = "down_proj")]
-    private readonly Linear _downProj;
+    private readonly CastLinear _downProj;
 
     [ComponentName(Name = "hook_pre")]
     private readonly HookPoint _hookPre;
@@ -42,9 +42,9 @@ internal sealed class GemmaMlp : nn.Module<Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(config);
         Activation = config.ResolveActivation();
-        _gateProj = EmptyModules.Linear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
-        _upProj = EmptyModules.Linear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
-        _downProj = EmptyModules.Linear(config.IntermediateSize, config.HiddenSize, false, dtype, device);
+        _gateProj = new CastLinear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
+        _upProj = new CastLinear(config.HiddenSize, config.IntermediateSize, false, dtype, device);
+        _downProj = new CastLinear(config.IntermediateSize, config.HiddenSize, false, dtype, device);
         string p = $"blocks.{layer}.mlp.";
         _hookPre = new HookPoint(p + "hook_pre", layer);
         _hookPreLinear = new HookPoint(p + "hook_pre_linear", layer);
@@ -56,13 +56,13 @@ internal sealed class GemmaMlp : nn.Module<Tensor, Tensor>
     public Activation Activation { get; }
 
     /// <summary><c>gate_proj</c>.</summary>
-    public Linear GateProj => _gateProj;
+    public CastLinear GateProj => _gateProj;
 
     /// <summary><c>up_proj</c>.</summary>
-    public Linear UpProj => _upProj;
+    public CastLinear UpProj => _upProj;
 
     /// <summary><c>down_proj</c>.</summary>
-    public Linear DownProj => _downProj;
+    public CastLinear DownProj => _downProj;
 
     /// <summary>Applies the MLP.</summary>
     /// <param name="input">[batch, pos, hidden].</param>

@@ -1,4 +1,5 @@
 using LlavaInterp.Hooks;
+using LlavaInterp.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -40,7 +41,9 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
     /// <param name="config">Validated configuration.</param>
     /// <param name="dtype">Parameter dtype (float32, bfloat16 or float16).</param>
     /// <param name="device">Parameter device (the meta device builds shapes only).</param>
-    public GemmaModel(GemmaConfig config, ScalarType dtype, Device device)
+    /// <param name="computeDType">Activation dtype; <see langword="null"/> = <paramref name="dtype"/> (see <see cref="ComputeDTypes"/>).</param>
+    /// <exception cref="ArgumentException">An unsupported dtype pair.</exception>
+    public GemmaModel(GemmaConfig config, ScalarType dtype, Device device, ScalarType? computeDType = null)
         : base(nameof(GemmaModel))
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -48,8 +51,9 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         Config = config;
         Flags = new GemmaHookFlags();
         DType = dtype;
+        ComputeDType = ComputeDTypes.Resolve(dtype, computeDType, nameof(dtype), nameof(computeDType));
         Device = device;
-        _embedTokens = new GemmaTokenEmbedding(config.VocabSize, config.HiddenSize, dtype, device);
+        _embedTokens = new GemmaTokenEmbedding(config.VocabSize, config.HiddenSize, dtype, device, ComputeDType);
         _hookEmbed = new HookPoint("hook_embed");
         _rotaryEmb = new GemmaRotaryEmbedding(config.HeadDim, config.RopeTheta, device);
         var layers = new GemmaDecoderLayer[config.NumHiddenLayers];
@@ -69,6 +73,9 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
 
     /// <summary>Parameter dtype.</summary>
     public ScalarType DType { get; }
+
+    /// <summary>Activation dtype: embeddings, hook points, the KV cache and the mask are in it.</summary>
+    public ScalarType ComputeDType { get; }
 
     /// <summary>Parameter device.</summary>
     public Device Device { get; }
@@ -157,9 +164,9 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         var mask2d = ResolveMask(input, cache, b, t, past);
         var positions = ResolvePositions(input, mask2d, b, t, past);
         var (cos32, sin32) = _rotaryEmb.call(positions);
-        var cos = cos32.dtype == DType ? cos32 : cos32.to(DType);
-        var sin = sin32.dtype == DType ? sin32 : sin32.to(DType);
-        var additive = BuildAdditiveMask(mask2d, b, t, past, DType, Device);
+        var cos = WeightCast.To(cos32, ComputeDType);
+        var sin = WeightCast.To(sin32, ComputeDType);
+        var additive = BuildAdditiveMask(mask2d, b, t, past, ComputeDType, Device);
         var context = new GemmaLayerContext(cos, sin, additive, cache, past);
 
         var checksums = input.CheckFinite ? new List<Tensor>(stop - start + 1) { Checksum(hidden) } : null;
@@ -264,18 +271,18 @@ public sealed class GemmaModel : nn.Module<GemmaInput, GemmaOutput>
         }
 
         // HF: hidden * torch.tensor(hidden_size ** 0.5, dtype=hidden.dtype); the normaliser is rounded to the dtype.
-        var normalizer = tensor((float)Math.Sqrt(Config.HiddenSize), device: embeds.device).to(DType);
+        var normalizer = tensor((float)Math.Sqrt(Config.HiddenSize), device: embeds.device).to(ComputeDType);
         return _hookEmbed.call(embeds * normalizer);
     }
 
     private Tensor ToModel(Tensor x)
     {
-        if (x.dtype == DType && x.device_type == Device.type && x.device_index == Device.index)
+        if (x.dtype == ComputeDType && x.device_type == Device.type && x.device_index == Device.index)
         {
             return x;
         }
 
-        return x.to(DType, Device);
+        return x.to(ComputeDType, Device);
     }
 
     private Tensor CheckEmbeds(Tensor embeds, string name)

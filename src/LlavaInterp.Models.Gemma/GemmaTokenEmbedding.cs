@@ -17,10 +17,16 @@ public sealed class GemmaTokenEmbedding : nn.Module<Tensor, Tensor>
     private readonly Parameter _weight;
 
     /// <summary>Creates the table with uninitialised values.</summary>
-    public GemmaTokenEmbedding(long vocabSize, long hiddenSize, ScalarType dtype, Device device)
+    /// <param name="vocabSize">Rows.</param>
+    /// <param name="hiddenSize">Columns.</param>
+    /// <param name="dtype">Storage dtype of the table.</param>
+    /// <param name="device">Parameter device.</param>
+    /// <param name="computeDType">The dtype rows are returned in; <see langword="null"/> = <paramref name="dtype"/>.</param>
+    public GemmaTokenEmbedding(long vocabSize, long hiddenSize, ScalarType dtype, Device device, ScalarType? computeDType = null)
         : base(nameof(GemmaTokenEmbedding))
     {
         VocabSize = vocabSize;
+        ComputeDType = computeDType ?? dtype;
         _weight = EmptyModules.Parameter(dtype, device, vocabSize, hiddenSize);
         RegisterComponents();
     }
@@ -28,16 +34,22 @@ public sealed class GemmaTokenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>Number of rows.</summary>
     public long VocabSize { get; }
 
+    /// <summary>The dtype of the rows <see cref="forward"/> returns.</summary>
+    public ScalarType ComputeDType { get; }
+
     /// <summary>The table [vocab, hidden]; with tied embeddings it is also the unembedding.</summary>
     public Parameter Weight => _weight;
 
     /// <summary>Looks up rows.</summary>
     /// <param name="input">Token ids [batch, pos] (int64), already checked to lie in [0, vocab).</param>
-    /// <returns>[batch, pos, hidden] in the weight dtype.</returns>
+    /// <returns>[batch, pos, hidden] in <see cref="ComputeDType"/>.</returns>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
         var shape = input.shape.Append(_weight.shape[1]).ToArray();
-        return _weight.index_select(0, input.reshape(-1)).view(shape).MoveToOuterDisposeScope();
+
+        // Gather, then cast only the rows taken (the cast is exact and element-wise, so the order does not matter).
+        var rows = _weight.index_select(0, input.reshape(-1)).view(shape);
+        return WeightCast.To(rows, ComputeDType).MoveToOuterDisposeScope();
     }
 }

@@ -32,31 +32,30 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     private readonly GemmaModel _model;
 
     [ComponentName(Name = "lm_head")]
-    private readonly Linear? _lmHead;
+    private readonly CastLinear? _lmHead;
 
     /// <summary>Builds the model with uninitialised parameters.</summary>
     /// <param name="config">The configuration (validated here).</param>
-    /// <param name="dtype">float32, bfloat16 or float16.</param>
+    /// <param name="dtype">Parameter (storage) dtype: float32, bfloat16 or float16.</param>
     /// <param name="device">Parameter device; <see langword="null"/> = CPU; the meta device builds shapes only.</param>
+    /// <param name="computeDType">Activation dtype; <see langword="null"/> = <paramref name="dtype"/>. Float32 with
+    /// bfloat16 or float16 storage keeps the weights narrow and casts each to float32 at its use: the float32
+    /// computation on the rounded weights (see <see cref="ComputeDTypes"/>).</param>
     /// <exception cref="LlavaInterp.Configuration.ConfigException">The configuration is invalid.</exception>
-    /// <exception cref="ArgumentException">Unsupported dtype.</exception>
-    public HookedGemma(GemmaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    /// <exception cref="ArgumentException">Unsupported dtype or dtype pair.</exception>
+    public HookedGemma(GemmaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null, ScalarType? computeDType = null)
         : base(nameof(HookedGemma))
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
-        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
-        {
-            throw new ArgumentException($"Unsupported dtype {dtype}: use Float32, BFloat16 or Float16.", nameof(dtype));
-        }
-
+        ComputeDType = ComputeDTypes.Resolve(dtype, computeDType, nameof(dtype), nameof(computeDType));
         Config = config;
         DType = dtype;
         Device = device ?? CPU;
-        _model = new GemmaModel(config, dtype, Device);
+        _model = new GemmaModel(config, dtype, Device, ComputeDType);
         if (!config.TieWordEmbeddings)
         {
-            _lmHead = EmptyModules.Linear(config.HiddenSize, config.VocabSize, false, dtype, Device);
+            _lmHead = new CastLinear(config.HiddenSize, config.VocabSize, false, dtype, Device);
         }
 
         RegisterComponents();
@@ -66,8 +65,14 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     /// <summary>The configuration.</summary>
     public GemmaConfig Config { get; }
 
-    /// <summary>Parameter dtype.</summary>
+    /// <summary>Parameter (storage) dtype.</summary>
     public ScalarType DType { get; }
+
+    /// <summary>Activation dtype: hook points, the KV cache and every product are in it (logits are returned in float32).</summary>
+    public ScalarType ComputeDType { get; }
+
+    /// <summary>With <see cref="GemmaLoadOptions.AutoComputeDType"/>: what the start-up probe measured and chose; otherwise <see langword="null"/>.</summary>
+    public ComputeDTypeProbeResult? ComputeDTypeProbe { get; init; }
 
     /// <summary>Parameter device.</summary>
     public Device Device { get; }
@@ -76,10 +81,10 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     public GemmaModel Model => _model;
 
     /// <summary>The untied <c>lm_head</c>, or <see langword="null"/> when tied to the embedding.</summary>
-    public Linear? LmHead => _lmHead;
+    public CastLinear? LmHead => _lmHead;
 
     /// <summary>The unembedding [vocab, hidden]: <c>lm_head.weight</c>, or the embedding table itself when tied (shared, not copied).</summary>
-    public Tensor UnembedWeight => _lmHead?.weight ?? _model.EmbedTokens.Weight;
+    public Tensor UnembedWeight => _lmHead?.Weight ?? _model.EmbedTokens.Weight;
 
     /// <summary>Receives loading diagnostics.</summary>
     public ILogger Logger { get; set; } = NullLogger.Instance;
@@ -139,8 +144,9 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
             h = kept.reshape(-1).view(kept.shape);
         }
 
-        // HF: lm_head in the model dtype (no upcast); generate() then takes .float() of the logits.
-        var logits = nn.functional.linear(h, UnembedWeight);
+        // HF: lm_head in the model dtype (no upcast); generate() then takes .float() of the logits. Narrower stored
+        // weights are cast to the compute dtype in row blocks (the tied unembedding is the largest weight).
+        var logits = WeightCast.Linear(h, UnembedWeight, null);
         if (logits.dtype != ScalarType.Float32)
         {
             logits = logits.to(ScalarType.Float32);
@@ -162,6 +168,8 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
     /// <exception cref="LlavaInterp.Configuration.ConfigException">Bad <c>config.json</c>.</exception>
     /// <exception cref="TensorFileException">Missing or malformed checkpoint file.</exception>
     /// <exception cref="WeightLoadException">The checkpoint does not fit the configuration.</exception>
+    /// <exception cref="ArgumentException">A bad dtype combination in <paramref name="options"/> (its
+    /// <see cref="ArgumentException.ParamName"/> names the option).</exception>
     public static HookedGemma FromPretrained(string folder, GemmaLoadOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(folder);
@@ -179,7 +187,10 @@ public sealed class HookedGemma : HookedRootModule<GemmaInput, GemmaOutput>, IAc
 
         // Against the headers first: a size that does not match the weights must not be allocated.
         config.CheckAgainst(source, layout, configPath, options.Strict);
-        var model = new HookedGemma(config, options.DType, options.Device) { Logger = options.Logger ?? NullLogger.Instance };
+        var logger = options.Logger ?? NullLogger.Instance;
+        var device = options.Device ?? CPU;
+        var compute = ComputeDTypes.Choose(options.DType, options.ComputeDType, options.AutoComputeDType, config.HiddenSize, config.IntermediateSize, device, logger, out var probe);
+        var model = new HookedGemma(config, options.DType, device, compute) { Logger = logger, ComputeDTypeProbe = probe };
         try
         {
             model.LoadWeights(source, layout, options.Strict, cancellationToken, loading: options.WeightLoading);

@@ -35,12 +35,4 @@ public static class EmptyModules
 
         return Own(data);
     }
-
-    /// <summary>A linear layer, weight [out, in] and optional bias [out], left uninitialised.</summary>
-    public static Linear Linear(long inFeatures, long outFeatures, bool bias, ScalarType dtype, Device device) =>
-        nn.Linear(Parameter(dtype, device, outFeatures, inFeatures), bias ? Parameter(dtype, device, outFeatures) : null);
-
-    /// <summary>A LayerNorm over the last dimension (weight 1, bias 0 until loaded: LayerNorm has no empty constructor).</summary>
-    public static LayerNorm LayerNorm(long width, double eps, ScalarType dtype, Device device) =>
-        nn.LayerNorm(width, eps, device: device, dtype: dtype);
 }

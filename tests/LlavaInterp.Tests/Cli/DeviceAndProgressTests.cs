@@ -2,6 +2,7 @@ using LlavaInterp.Hub;
 using LlavaInterp.Samples;
 using LlavaInterp.Tests.Support;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace LlavaInterp.Tests.Cli;
 
@@ -42,6 +43,33 @@ public sealed class DeviceAndProgressTests
         var run = await CliRun.Llava(Valid(command, dir, "--dtype", "float64"));
         Assert.Equal(ErrorReporting.UsageError, run.Code);
         Assert.Contains("--dtype must be", Assert.Single(run.ErrorLines), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(null, ScalarType.Float32, null, false)]
+    [InlineData("float32", ScalarType.Float32, null, false)]
+    [InlineData("bf16", ScalarType.BFloat16, null, false)]
+    [InlineData("float16", ScalarType.Float16, null, false)]
+    [InlineData("bfloat16-float32", ScalarType.BFloat16, ScalarType.Float32, false)]
+    [InlineData("bf16-fp32", ScalarType.BFloat16, ScalarType.Float32, false)]
+    [InlineData("float16-float32", ScalarType.Float16, ScalarType.Float32, false)]
+    [InlineData("auto", ScalarType.BFloat16, null, true)]
+    public void DTypeValuesMapToStorageComputeAndAuto(string? value, ScalarType storage, ScalarType? compute, bool auto) =>
+        Assert.Equal(new ModelDType(storage, compute, auto), Sources.ParseDType(value));
+
+    [Theory]
+    [InlineData("float32-bfloat16")]
+    [InlineData("bfloat16-float16")]
+    [InlineData("Auto")]
+    [InlineData("int8")]
+    public async Task BadDTypeValuesAreUsageErrors(string value)
+    {
+        using var dir = new TempDir();
+        var run = await CliRun.Llava(Valid("generate", dir, "--dtype", value));
+        Assert.Equal(ErrorReporting.UsageError, run.Code);
+        var line = Assert.Single(run.ErrorLines);
+        Assert.Contains("--dtype must be float32, bfloat16, float16, bfloat16-float32, float16-float32 or auto", line, StringComparison.Ordinal);
+        Assert.Contains(value, line, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -34,6 +34,26 @@ public sealed class GenerateCommandTests
     }
 
     [Fact]
+    public async Task Bf16StorageWithFloat32ComputeGeneratesAsTheFloat32ModelOnRoundedWeights()
+    {
+        var run = (await CliRun.Llava(ImagePromptArgs("--greedy", "--json", "--dtype", "bfloat16-float32"))).Succeeded();
+        var (_, tokens, _) = ParseJson(run.Stdout);
+        using var rounded = LlavaInterp.Tests.Llava.ComputeDTypeTests.RoundedFloat32Model();
+        using var prompt = LlavaInterp.Tests.Llava.ComputeDTypeTests.ImageChatPrompt(rounded);
+        var expected = rounded.Generate(prompt, new LlavaInterp.Llava.GenerationOptions { MaxNewTokens = 12 });
+        Assert.Equal(expected.Tokens, tokens);
+    }
+
+    [Fact]
+    public async Task AutoDTypeSaysWhatItChose()
+    {
+        var run = (await CliRun.Llava(ImagePromptArgs("--greedy", "--json", "--dtype", "auto"))).Succeeded();
+        Assert.NotEmpty(ParseJson(run.Stdout).Tokens);
+        var line = Assert.Single(run.MessageLines, l => l.StartsWith("--dtype auto:", StringComparison.Ordinal));
+        Assert.Matches(@"computing in (BFloat16|Float32) with BFloat16 weights$", line);
+    }
+
+    [Fact]
     public async Task PlainOutputIsTheText()
     {
         var run = (await CliRun.Llava(ImagePromptArgs())).Succeeded();

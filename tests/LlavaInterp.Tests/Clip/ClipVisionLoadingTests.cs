@@ -41,7 +41,7 @@ public sealed class ClipVisionLoadingTests
         Assert.Equal(report.Loaded.Count, progress.Count);
         Assert.Equal(progress.Count, progress[^1].Loaded);
         using var stored = file.Load("vision_tower.vision_model.encoder.layers.2.mlp.fc1.bias");
-        Assert.True(stored.eq(model.VisionModel.Encoder.Layers[2].Mlp.Fc1.bias!).all().item<bool>());
+        Assert.True(stored.eq(model.VisionModel.Encoder.Layers[2].Mlp.Fc1.Bias!).all().item<bool>());
     }
 
     [Fact]
@@ -100,7 +100,7 @@ public sealed class ClipVisionLoadingTests
         source.Tensors["vision_tower.vision_model.encoder.layers.3.mlp.fc1.weight"] = torch.zeros(64, 32).DetachFromDisposeScope();
         source.Tensors["vision_tower.vision_model.embeddings.position_embedding.weight"] = torch.zeros(577, 32).DetachFromDisposeScope();
         using var model = new HookedClipVisionModel(TinyClip.Config());
-        using var before = model.VisionModel.PreLayrnorm.weight!.clone();
+        using var before = model.VisionModel.PreLayrnorm.Weight.clone();
 
         var ex = Assert.Throws<WeightLoadException>(() => model.LoadWeights(source, TinyClip.Prefix));
 
@@ -115,7 +115,7 @@ public sealed class ClipVisionLoadingTests
         Assert.Contains("expected [17, 32], checkpoint has [577, 32]", ex.Message);
 
         // Checked before copying: nothing was written.
-        Assert.True(before.eq(model.VisionModel.PreLayrnorm.weight!).all().item<bool>());
+        Assert.True(before.eq(model.VisionModel.PreLayrnorm.Weight).all().item<bool>());
     }
 
     [Fact]
@@ -194,12 +194,12 @@ public sealed class ClipVisionLoadingTests
         using var scope = torch.NewDisposeScope();
         using var file = SafetensorsFile.Open(TinyClip.WeightsPath);
         using var model = new HookedClipVisionModel(TinyClip.Config(), dtype: torch.ScalarType.BFloat16);
-        var weight = model.VisionModel.Encoder.Layers[1].Mlp.Fc1.weight!;
+        var weight = model.VisionModel.Encoder.Layers[1].Mlp.Fc1.Weight;
 
         model.LoadWeights(file, TinyClip.Prefix);
 
         using var stored = file.Load("vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight");
-        Assert.Same(weight, model.VisionModel.Encoder.Layers[1].Mlp.Fc1.weight);
+        Assert.Same(weight, model.VisionModel.Encoder.Layers[1].Mlp.Fc1.Weight);
         Assert.Equal(torch.ScalarType.BFloat16, weight.dtype);
         Assert.True(weight.eq(stored.to(torch.ScalarType.BFloat16)).all().item<bool>());
         Assert.All(model.parameters(), p => Assert.Equal(torch.ScalarType.BFloat16, p.dtype));
@@ -218,17 +218,17 @@ public sealed class ClipVisionLoadingTests
 
         using (torch.no_grad())
         {
-            first.VisionModel.PreLayrnorm.weight!.mul_(2);
+            first.VisionModel.PreLayrnorm.Weight.mul_(2);
         }
 
         // The documented side effect: the pages are shared, so the edit shows in the other model ...
-        Assert.True(second.VisionModel.PreLayrnorm.weight!.eq(original * 2).all().item<bool>());
+        Assert.True(second.VisionModel.PreLayrnorm.Weight.eq(original * 2).all().item<bool>());
 
         // ... but never in the file (copy-on-write), nor in a model loaded through another instance.
         using var reopened = SafetensorsFile.Open(TinyClip.WeightsPath);
         using var third = new HookedClipVisionModel(TinyClip.Config());
         third.LoadWeights(reopened, TinyClip.Prefix);
-        Assert.True(third.VisionModel.PreLayrnorm.weight!.eq(original).all().item<bool>());
+        Assert.True(third.VisionModel.PreLayrnorm.Weight.eq(original).all().item<bool>());
     }
 
     [Fact]

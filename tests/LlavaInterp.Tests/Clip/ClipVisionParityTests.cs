@@ -147,7 +147,7 @@ public sealed class ClipVisionParityTests(ITestOutputHelper output)
         using var result = model.call(new ClipVisionInput(TinyClip.Pixels()) { OutputHiddenStates = true });
 
         Assert.Equal(torch.ScalarType.BFloat16, result.LastHiddenState.dtype);
-        Assert.Equal(torch.ScalarType.BFloat16, model.VisionModel.Embeddings.PatchEmbedding.weight!.dtype);
+        Assert.Equal(torch.ScalarType.BFloat16, model.VisionModel.Embeddings.PatchEmbedding.Weight.dtype);
 
         // bfloat16 keeps 8 significant bits; this only checks the dtype path is wired (casts, softmax, norms), not parity.
         var golden = Fixture.Load("vision.hidden_states");

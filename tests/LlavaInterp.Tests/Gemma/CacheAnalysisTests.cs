@@ -202,7 +202,7 @@ public sealed class CacheAnalysisTests(TinyLlavaFixture tiny) : IClassFixture<Ti
             {
                 var block = Lm.Model.Layers[1];
                 int dh = block.SelfAttn.HeadDim;
-                var wq0 = block.SelfAttn.QProj.weight!.narrow(0, 0, dh);
+                var wq0 = block.SelfAttn.QProj.Weight.narrow(0, 0, dh);
                 var expectedQ0 = nn.functional.linear(block.InputLayernorm.call(replacement), wq0);
                 TensorAssert.Close(expectedQ0, patchedCache["blocks.1.attn.hook_q"].select(2, 0), what: "patched head 0 query");
                 var q = plainCache["blocks.1.attn.hook_q"];

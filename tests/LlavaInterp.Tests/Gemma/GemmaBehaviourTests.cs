@@ -129,7 +129,7 @@ public sealed class GemmaBehaviourTests(ITestOutputHelper output)
         using var model = TinyGemma.Load();
         using (no_grad())
         {
-            model.Model.Layers[2].Mlp.DownProj.weight[0, 0].fill_(double.PositiveInfinity);
+            model.Model.Layers[2].Mlp.DownProj.Weight[0, 0].fill_(double.PositiveInfinity);
         }
 
         var error = Assert.Throws<NonFiniteActivationException>(() => model.call(GemmaInput.FromIds(TinyGemma.TextIds) with { CheckFinite = true }));

@@ -51,14 +51,14 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         const string key = "language_model.model.layers.1.mlp.up_proj.weight";
         using var mapped = source.Load(key);
         // Same storage as a view of the file mapping: the parameter is the mapped tensor, not a copy.
-        Assert.Equal(mapped.storage<float>().data_ptr(), model.Model.Layers[1].Mlp.UpProj.weight.storage<float>().data_ptr());
+        Assert.Equal(mapped.storage<float>().data_ptr(), model.Model.Layers[1].Mlp.UpProj.Weight.storage<float>().data_ptr());
         using var other = source.Load("language_model.model.norm.weight");
         Assert.Equal(other.storage<float>().data_ptr(), model.Model.Norm.Weight.storage<float>().data_ptr());
-        Assert.False(model.Model.Layers[1].Mlp.UpProj.weight.requires_grad);
+        Assert.False(model.Model.Layers[1].Mlp.UpProj.Weight.requires_grad);
 
         using var bf16 = new HookedGemma(TinyGemma.Config, ScalarType.BFloat16);
         bf16.LoadWeights(source, "language_model.");
-        Assert.Equal(ScalarType.BFloat16, bf16.Model.Layers[1].Mlp.UpProj.weight.dtype);
+        Assert.Equal(ScalarType.BFloat16, bf16.Model.Layers[1].Mlp.UpProj.Weight.dtype);
     }
 
     [Fact]
@@ -192,7 +192,7 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         using var model = new HookedGemma(TinyGemma.Config);
         model.LoadWeights(source, "language_model.", strict: false);
         using var expected = file.Load("language_model.model.layers.0.mlp.down_proj.weight");
-        TensorAssert.Close(expected, model.Model.Layers[0].Mlp.DownProj.weight, 0, 0);
+        TensorAssert.Close(expected, model.Model.Layers[0].Mlp.DownProj.Weight, 0, 0);
 
         source.Set("language_model.model.norm.weight", zeros(65));
         Assert.Throws<WeightLoadException>(() => model.LoadWeights(source, "language_model.", strict: false));
@@ -319,10 +319,10 @@ public sealed class GemmaLoadingTests(ITestOutputHelper output)
         using var b = new HookedGemma(TinyGemma.Config);
         a.InitializeWeights(7);
         b.InitializeWeights(7);
-        TensorAssert.Close(a.Model.Layers[2].SelfAttn.QProj.weight, b.Model.Layers[2].SelfAttn.QProj.weight, 0, 0);
+        TensorAssert.Close(a.Model.Layers[2].SelfAttn.QProj.Weight, b.Model.Layers[2].SelfAttn.QProj.Weight, 0, 0);
         Assert.Equal(0.0, a.Model.Norm.Weight.abs().max().item<float>());
         Assert.Equal(0.0, a.Model.EmbedTokens.Weight[0].abs().max().item<float>());
-        double std = a.Model.Layers[0].Mlp.UpProj.weight.std().item<float>();
+        double std = a.Model.Layers[0].Mlp.UpProj.Weight.std().item<float>();
         Assert.InRange(std, 0.019, 0.021);
         using var result = a.call(GemmaInput.FromIds(TinyGemma.TextIds));
         Assert.True(result.Logits!.isfinite().all().item<bool>());

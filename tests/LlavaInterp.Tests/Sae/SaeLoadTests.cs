@@ -420,17 +420,4 @@ public sealed class SaeLoadTests(ITestOutputHelper output)
         Assert.Throws<ObjectDisposedException>(() => sae.WDec);
         Assert.Throws<ObjectDisposedException>(() => sae.Encode(torch.zeros(64)));
     }
-
-    private sealed class ListLogger : ILogger
-    {
-        public List<string> Messages { get; } = new();
-
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            Messages.Add(formatter(state, exception));
-    }
 }

@@ -46,7 +46,7 @@ public sealed class SourcesTests
     {
         using var server = new FakeHubServer("someone/tiny-llava", FakeHubServer.FilesOf(Fixture.ModelDir));
         using var cache = new TempDir();
-        using var model = await Sources.LoadModelAsync("someone/tiny-llava", torch.ScalarType.Float32, null, CancellationToken.None, Hub(cache, server));
+        using var model = await Sources.LoadModelAsync("someone/tiny-llava", ModelDType.Float32, null, CancellationToken.None, Hub(cache, server));
         using var prompt = Sources.ProcessorOf(model).Prepare(CliRun.RenderedImagePrompt, [Fixture.Image("gradient_rgb")], raw: true);
         Assert.Equal(CliRun.GoldenInts("prompt.image_chat.input_ids"), prompt.Ids);
     }
@@ -62,6 +62,6 @@ public sealed class SourcesTests
 
         await Assert.ThrowsAsync<CliUsageException>(() => Sources.LoadSaeAsync("not-a-folder-or-name", null, null, CancellationToken.None));
         await Assert.ThrowsAsync<CliUsageException>(() => Sources.LoadSaeAsync(Fixture.Path("sae", "gemmascope-L3"), null, null, CancellationToken.None));
-        await Assert.ThrowsAsync<CliUsageException>(() => Sources.LoadModelAsync(Fixture.Image("gray_l"), torch.ScalarType.Float32, null, CancellationToken.None));
+        await Assert.ThrowsAsync<CliUsageException>(() => Sources.LoadModelAsync(Fixture.Image("gray_l"), ModelDType.Float32, null, CancellationToken.None));
     }
 }
