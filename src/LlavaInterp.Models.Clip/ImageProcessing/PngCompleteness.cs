@@ -224,9 +224,10 @@ internal static class PngCompleteness
                 }
             }
         }
-        catch (InvalidDataException)
+        catch (Exception ex) when (ex is InvalidDataException or IOException)
         {
-            // Corrupt data: counted up to where it broke (the checksum then cannot match).
+            // Corrupt data (zlib reports some kinds as an IOException, ZLibException): counted up to where it broke (the checksum then
+            // cannot match).
             return (total, ~((b << 16) | a), false);
         }
 
@@ -235,7 +236,7 @@ internal static class PngCompleteness
         {
             clean = inflate.Read(buffer, 0, 1) == 0;
         }
-        catch (InvalidDataException)
+        catch (Exception ex) when (ex is InvalidDataException or IOException)
         {
             clean = false;
         }

@@ -61,6 +61,8 @@ public sealed class ParserFuzzTests(ITestOutputHelper output)
         new("image jpeg", PillowSeed("jpeg_420_q85_97x61.jpg"), "jpeg_420_q85_97x61.jpg", Json: false, Cases: 400, DecodeAndPreprocess),
         new("image progressive jpeg", PillowSeed("jpeg_420_q80_prog_97x61.jpg"), "jpeg_420_q80_prog_97x61.jpg", Json: false, Cases: 240, DecodeAndPreprocess),
         new("image gif", PillowSeed("gif_64x64.gif"), "gif_64x64.gif", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image gif partial frame+transparency", PillowSeed("gif_partial_frame_trns_9x7.gif"), "gif_partial_frame_trns_9x7.gif", Json: false, Cases: 240, DecodeAndPreprocess),
+        new("image jpeg cmyk", PillowSeed("jpeg_cmyk_q90_97x61.jpg"), "jpeg_cmyk_q90_97x61.jpg", Json: false, Cases: 160, DecodeAndPreprocess),
         new("image bmp", PillowSeed("bmp_rgb_64x64.bmp"), "bmp_rgb_64x64.bmp", Json: false, Cases: 240, DecodeAndPreprocess),
         new("image webp lossy", PillowSeed("webp_lossy_64x64.webp"), "webp_lossy_64x64.webp", Json: false, Cases: 240, DecodeAndPreprocess),
         new("image webp lossless", PillowSeed("webp_lossless_64x64.webp"), "webp_lossless_64x64.webp", Json: false, Cases: 240, DecodeAndPreprocess),
