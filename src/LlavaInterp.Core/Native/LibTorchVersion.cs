@@ -83,7 +83,7 @@ public static partial class LibTorchVersion
     private static LibTorchReport Read()
     {
         string expected = torch.__version__;
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+        if (!NativeRuntime.IsLinuxX64)
         {
             return new LibTorchReport(expected, null, null, null);
         }

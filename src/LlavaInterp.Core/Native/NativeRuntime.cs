@@ -38,6 +38,9 @@ public static class NativeRuntime
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     private delegate IntPtr DlOpen([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
 
+    /// <summary>Whether this process runs on x86-64 Linux, the platform the package's native shims are built for.</summary>
+    public static bool IsLinuxX64 => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64;
+
     /// <summary>Applies the native set-up once (see the type's remarks) and says what it did.</summary>
     public static NativeRuntimeReport Initialize()
     {
@@ -112,8 +115,7 @@ public static class NativeRuntime
     private static NativeRuntimeReport Apply()
     {
         string vendor = CpuVendor();
-        bool linuxX64 = OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64;
-        string? whyNot = WhyNotApplyMklShim(linuxX64, vendor, Environment.GetEnvironmentVariable(MklShimVariable));
+        string? whyNot = WhyNotApplyMklShim(IsLinuxX64, vendor, Environment.GetEnvironmentVariable(MklShimVariable));
         if (whyNot is not null)
         {
             return new NativeRuntimeReport(vendor, false, whyNot);

@@ -123,7 +123,7 @@ internal static class LibJpegTurboDecoder
 
     private static Api? Load()
     {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+        if (!NativeRuntime.IsLinuxX64)
         {
             return null;
         }

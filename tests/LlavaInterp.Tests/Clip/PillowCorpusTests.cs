@@ -200,8 +200,7 @@ public sealed class PillowCorpusTests
     public void JpegsGoThroughTheLibJpegTurboShimOnLinuxX64()
     {
         // The shim ships for x86-64 Linux only; on that platform, losing it would silently bring back Skia's decoder.
-        bool linuxX64 = OperatingSystem.IsLinux() && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
-        Assert.Equal(linuxX64, LibJpegTurboDecoder.IsAvailable);
+        Assert.Equal(LlavaInterp.Native.NativeRuntime.IsLinuxX64, LibJpegTurboDecoder.IsAvailable);
     }
 
     [Fact]
@@ -226,7 +225,7 @@ public sealed class PillowCorpusTests
         foreach ((string file, JsonElement entry) in Entries.Value.Where(kv => kv.Key.StartsWith("corrupt_jpeg_", StringComparison.Ordinal)))
         {
             byte[] bytes = File.ReadAllBytes(Path.Combine(Dir, file));
-            if (bytes.AsSpan().StartsWith(new byte[] { 0xFF, 0xD8, 0xFF }) is false)
+            if (!bytes.AsSpan().StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]))
             {
                 continue;
             }

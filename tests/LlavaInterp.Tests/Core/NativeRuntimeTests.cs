@@ -31,7 +31,7 @@ public sealed class NativeRuntimeTests
     [Fact]
     public void TheShippedShimIsNextToTheAppAndAnswersYes()
     {
-        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
+        if (!NativeRuntime.IsLinuxX64)
         {
             return;
         }
@@ -84,7 +84,7 @@ public sealed class NativeRuntimeTests
     {
         var report = LibTorchVersion.Check();
         Assert.Equal(TorchSharp.torch.__version__, report.ExpectedVersion);
-        if (OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64)
+        if (NativeRuntime.IsLinuxX64)
         {
             Assert.NotNull(report.LoadedPath);
             Assert.NotNull(report.CpuCapability);
