@@ -128,7 +128,8 @@ internal static class PillowGifDecoder
             throw Fail(name, "image not found in GIF frame");
         }
 
-        // A local table that is an identity grey ramp means "no palette" (mode L), as a missing one does.
+        // A local table replaces the global one, even when it is an identity grey ramp: Pillow then reads "no palette"
+        // (mode L) and does not fall back to the global table.
         byte[]? palette = localTable ? framePalette : globalPalette;
         var indices = new byte[(long)width * height];
         if (transparency is { } t)
